@@ -1,0 +1,102 @@
+"""The cell library: a file in this folder is a registration.
+
+Every module ``rnnlab/cells/NAME.py`` (not starting with ``_``) defines a class ``Cell``, a Flax
+Linen module used *functionally* by the engine (:mod:`rnnlab.unroll`). The contract:
+
+Fields every cell accepts
+    ``hidden_size: int``; ``dtype`` (computation dtype, ``None`` = promote inputs and params);
+    ``param_dtype`` (default float32). Further fields are the cell's documented options.
+
+Methods (shape legend: ``B`` batch, ``T`` time, ``D`` input, ``H`` hidden, ``G`` projected)
+    ``project(x)``                 ``[..., D] -> [..., G]``: the input projection ``W_x x + b``.
+                                   The engine calls it once on the whole ``[B, T, D]`` sequence
+                                   (one matmul, "hoisting") before the scan.
+    ``step(carry, xp_t)``          ``(carry, [B, G]) -> (carry, y_t [B, O])``: one time step, a
+                                   pure function of (params, carry, projected input). Only the
+                                   recurrent part (``W_h h``) lives here.
+    ``initialize_carry(rng, input_shape)``  zeros carry for ``input_shape = (B, D)``; may be a
+                                   pytree (LSTM: ``(c, h)``). Needs no params.
+    ``__call__(carry, x_t)``       ``step(carry, project(x_t))``: a plain one-step cell, also
+                                   what ``Cell(...).init(rng, carry, x_t)`` uses to make params.
+    ``output_size`` (property)     ``O``, the width of ``y_t`` (``hidden_size`` for most cells).
+
+Optional, for cells whose recurrence is linear in the state (``h_t = a_t * h_{t-1} + b_t``):
+    ``linear_coeffs(xp)``          ``[B, T, G] -> (a, b)`` each ``[B, T, H]``;
+    ``readout(h, xp)``             ``([B, T, H], [B, T, G]) -> y [B, T, O]``;
+so the engine may run them with ``jax.lax.associative_scan``.
+
+Lookup is by file name (big_vision style): :func:`names`, :func:`get`. No decorators and no
+import side effects. Cells defined outside the package (a notebook, a user's file) are added
+with an explicit :func:`register` call.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import pathlib
+from types import ModuleType
+
+_FOLDER = pathlib.Path(__file__).parent
+_EXTRA: dict[str, type] = {}
+
+
+def names() -> list[str]:
+    """All registered cell names, sorted: the files in this folder plus :func:`register`-ed ones."""
+    files = {p.stem for p in _FOLDER.glob("*.py") if not p.stem.startswith("_")}
+    return sorted(files | set(_EXTRA))
+
+
+def get(name: str) -> type:
+    """The ``Cell`` class registered under ``name``.
+
+    Raises:
+      KeyError: unknown name; the message lists the known names and the closest match.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"cell name must be a str, got {type(name).__name__}: {name!r}")
+    if name in _EXTRA:
+        return _EXTRA[name]
+    known = names()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown cell {name!r}.{hint} Known cells: {', '.join(known)}.")
+    module = importlib.import_module(f"{__name__}.{name}")
+    return module.Cell
+
+
+def module(name: str) -> ModuleType:
+    """The module that defines cell ``name`` (its docstring holds the equations and the paper)."""
+    cls = get(name)
+    return importlib.import_module(cls.__module__)
+
+
+def register(name: str, cell: type | str | pathlib.Path) -> type:
+    """Register a cell defined outside this folder; returns its class.
+
+    Args:
+      name: the registry name (must not shadow a built-in cell).
+      cell: the ``Cell`` class itself, or a path to a ``.py`` file that defines ``Cell``.
+    """
+    builtin = {p.stem for p in _FOLDER.glob("*.py") if not p.stem.startswith("_")}
+    if name in builtin:
+        raise ValueError(f"cell name {name!r} is taken by a built-in cell; choose another name")
+    if isinstance(cell, (str, pathlib.Path)):
+        path = pathlib.Path(cell)
+        if not path.is_file():
+            raise FileNotFoundError(f"cell file {str(path)!r} does not exist")
+        spec = importlib.util.spec_from_file_location(f"rnnlab_user_cells.{name}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        if not hasattr(mod, "Cell"):
+            raise ValueError(f"{str(path)!r} defines no class named 'Cell'")
+        cell = mod.Cell
+    _EXTRA[name] = cell
+    return cell
+
+
+def unregister(name: str) -> None:
+    """Remove a cell added with :func:`register` (built-in cells cannot be removed)."""
+    _EXTRA.pop(name, None)

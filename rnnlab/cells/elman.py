@@ -1,0 +1,84 @@
+"""Elman network (simple RNN), Elman 1990 "Finding structure in time".
+
+Recurrence (shapes: x_t [B, D], h_t [B, H]):
+
+    h_t = phi(W_x x_t + b + W_h h_{t-1}),    phi in {tanh, relu},    y_t = h_t
+
+Options that matter for gradient flow (``recurrent_init``):
+
+* ``"orthogonal"`` (default; Saxe et al. 2013): every singular value of W_h equals
+  ``recurrent_scale``;
+* ``"identity"``: IRNN (Le, Jaitly & Hinton 2015, "A simple way to initialize recurrent networks
+  of rectified linear units"): W_h = scale * I, b = 0, input weights ~ N(0, 0.001^2); use with
+  ``activation="relu"``;
+* ``"gaussian"``: W_h ~ N(0, 1/H) rescaled to spectral radius ``recurrent_scale`` exactly; the
+  classic knob for the vanishing (< 1) / exploding (> 1) transition (Pascanu et al. 2013).
+
+The engine hoists ``W_x x_t + b`` out of the scan (:meth:`project`); :meth:`step` does only
+``W_h h``. PyTorch's two biases (b_ih + b_hh) fold into the single ``b``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
+
+from rnnlab import initializers
+
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+class Cell(nn.Module):
+    hidden_size: int
+    activation: str = "tanh"  # tanh | relu
+    recurrent_init: str = "orthogonal"  # orthogonal | identity | gaussian
+    recurrent_scale: float = 1.0  # singular values (orthogonal), diagonal (identity), radius
+    dtype: Any = None  # computation dtype; None promotes inputs and params
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"elman activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        initializers.recurrent(self.recurrent_init)  # validates the name early
+        super().__post_init__()
+
+    def setup(self):
+        irnn = self.recurrent_init == "identity"
+        self.input = nn.Dense(
+            self.hidden_size,
+            kernel_init=nn.initializers.normal(1e-3) if irnn else nn.initializers.lecun_normal(),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        self.w_h = self.param(
+            "w_h",
+            initializers.recurrent(self.recurrent_init, self.recurrent_scale),
+            (self.hidden_size, self.hidden_size),
+            self.param_dtype,
+        )
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def project(self, x: jax.Array) -> jax.Array:
+        """``[..., D] -> [..., H]``: ``W_x x + b``."""
+        return self.input(x)
+
+    def step(self, carry: jax.Array, xp_t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``h_{t-1} [B, H], xp_t [B, H] -> (h_t, h_t)``."""
+        h, w_h, xp_t = promote_dtype(carry, self.w_h, xp_t, dtype=self.dtype)
+        h = ACTIVATIONS[self.activation](xp_t + h @ w_h)
+        return h, h
+
+    def __call__(self, carry, x_t):
+        return self.step(carry, self.project(x_t))
+
+    def initialize_carry(self, rng, input_shape) -> jax.Array:
+        return jnp.zeros((*input_shape[:-1], self.hidden_size), self.dtype or self.param_dtype)

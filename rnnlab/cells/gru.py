@@ -1,0 +1,93 @@
+"""Gated recurrent unit, Cho et al. 2014, "Learning phrase representations using RNN
+encoder-decoder for statistical machine translation".
+
+Shapes: x_t [B, D], h_t [B, H]; gate order r, z, n as in PyTorch/cuDNN.
+
+``convention="pytorch"`` (default; PyTorch and cuDNN): the reset gate multiplies the recurrent
+matmul's output, which has its own bias b_hn:
+
+    r = sigmoid(W_xr x + b_r + W_hr h_{t-1})
+    z = sigmoid(W_xz x + b_z + W_hz h_{t-1})
+    n = tanh(W_xn x + b_n + r * (W_hn h_{t-1} + b_hn))
+    h_t = (1 - z) * n + z * h_{t-1}
+
+``convention="cho"`` (the paper): the reset gate multiplies the state before the matmul,
+``n = tanh(W_xn x + b_n + W_hn (r * h_{t-1}))`` (no b_hn; one extra small matmul per step).
+
+W_h [H, 3H] is orthogonal per gate block. The engine hoists ``W_x x_t + b`` (:meth:`project`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
+
+from rnnlab import initializers
+
+CONVENTIONS = ("pytorch", "cho")
+
+
+class Cell(nn.Module):
+    hidden_size: int
+    convention: str = "pytorch"  # pytorch (cuDNN) | cho (reset before the matmul)
+    recurrent_init: str = "orthogonal"
+    recurrent_scale: float = 1.0
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        if self.convention not in CONVENTIONS:
+            raise ValueError(
+                f"gru convention must be one of {CONVENTIONS}, got {self.convention!r}"
+            )
+        initializers.recurrent(self.recurrent_init)
+        super().__post_init__()
+
+    def setup(self):
+        H = self.hidden_size
+        self.input = nn.Dense(3 * H, dtype=self.dtype, param_dtype=self.param_dtype)
+        self.w_h = self.param(
+            "w_h",
+            initializers.recurrent(self.recurrent_init, self.recurrent_scale, n_blocks=3),
+            (H, 3 * H),
+            self.param_dtype,
+        )
+        if self.convention == "pytorch":
+            self.b_hn = self.param("b_hn", nn.initializers.zeros, (H,), self.param_dtype)
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def project(self, x: jax.Array) -> jax.Array:
+        """``[..., D] -> [..., 3H]``: ``W_x x + b`` for r, z, n."""
+        return self.input(x)
+
+    def step(self, carry: jax.Array, xp_t: jax.Array):
+        """``(h [B, H], xp_t [B, 3H]) -> (h, h)``."""
+        H = self.hidden_size
+        h, w_h, xp_t = promote_dtype(carry, self.w_h, xp_t, dtype=self.dtype)
+        xr, xz, xn = jnp.split(xp_t, 3, axis=-1)
+        if self.convention == "pytorch":
+            (b_hn,) = promote_dtype(self.b_hn, dtype=self.dtype)
+            hr, hz, hn = jnp.split(h @ w_h, 3, axis=-1)  # one fused [H, 3H] matmul
+            r = jax.nn.sigmoid(xr + hr)
+            z = jax.nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + r * (hn + b_hn))
+        else:
+            hr, hz = jnp.split(h @ w_h[:, : 2 * H], 2, axis=-1)
+            r = jax.nn.sigmoid(xr + hr)
+            z = jax.nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + (r * h) @ w_h[:, 2 * H :])
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    def __call__(self, carry, x_t):
+        return self.step(carry, self.project(x_t))
+
+    def initialize_carry(self, rng, input_shape) -> jax.Array:
+        return jnp.zeros((*input_shape[:-1], self.hidden_size), self.dtype or self.param_dtype)

@@ -1,0 +1,95 @@
+"""Long short-term memory, Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000.
+
+Recurrence (shapes: x_t [B, D], c_t, h_t [B, H]; gate order i, f, g, o as in PyTorch/cuDNN):
+
+    [i, f, g, o] = W_x x_t + b + W_h h_{t-1}          W_x [D, 4H], W_h [H, 4H], b [4H]
+    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+    h_t = sigmoid(o) * tanh(c_t),                      carry = (c_t, h_t),  y_t = h_t
+
+Initializations that matter for gradient flow:
+
+* W_h is orthogonal **per gate block** (each [H, H] block on its own; Saxe et al. 2013), times
+  ``recurrent_scale``;
+* forget-gate bias ``forget_bias`` (default 1.0; Gers et al. 2000, Jozefowicz et al. 2015);
+* chrono init (Tallec & Ollivier 2018, "Can recurrent neural networks warp time?"): set
+  ``chrono_tmax`` to the dependency length T_max; then b_f ~ log U[1, T_max - 1] and
+  b_i = -b_f, so forget gates start with characteristic times spread over [1, T_max].
+
+The engine hoists ``W_x x_t + b`` for all t into one matmul (:meth:`project`); :meth:`step` does
+only the fused ``h @ W_h`` [H, 4H]. PyTorch's b_ih + b_hh fold into ``b``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
+
+from rnnlab import initializers
+
+
+class Cell(nn.Module):
+    hidden_size: int
+    forget_bias: float = 1.0  # initial b_f (ignored when chrono_tmax is set)
+    chrono_tmax: float | None = None  # chrono init: b_f ~ log U[1, T_max-1], b_i = -b_f
+    recurrent_init: str = "orthogonal"  # per gate block: orthogonal | identity | gaussian
+    recurrent_scale: float = 1.0
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        initializers.recurrent(self.recurrent_init)
+        if self.chrono_tmax is not None and self.chrono_tmax <= 2:
+            raise ValueError(f"lstm chrono_tmax must be > 2, got {self.chrono_tmax}")
+        super().__post_init__()
+
+    def _bias_init(self, key, shape, dtype=jnp.float32):
+        H = self.hidden_size
+        b = jnp.zeros((4, H), jnp.float32)
+        if self.chrono_tmax is not None:
+            b_f = initializers.chrono_forget_bias(self.chrono_tmax)(key, (H,))
+            b = b.at[1].set(b_f).at[0].set(-b_f)
+        else:
+            b = b.at[1].set(self.forget_bias)
+        return b.reshape(shape).astype(dtype)
+
+    def setup(self):
+        H = self.hidden_size
+        self.input = nn.Dense(
+            4 * H, bias_init=self._bias_init, dtype=self.dtype, param_dtype=self.param_dtype
+        )
+        self.w_h = self.param(
+            "w_h",
+            initializers.recurrent(self.recurrent_init, self.recurrent_scale, n_blocks=4),
+            (H, 4 * H),
+            self.param_dtype,
+        )
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def project(self, x: jax.Array) -> jax.Array:
+        """``[..., D] -> [..., 4H]``: ``W_x x + b`` for all four gates."""
+        return self.input(x)
+
+    def step(self, carry, xp_t: jax.Array):
+        """``((c, h) [B, H] each, xp_t [B, 4H]) -> ((c, h), h)``."""
+        c, h = carry
+        c, h, w_h, xp_t = promote_dtype(c, h, self.w_h, xp_t, dtype=self.dtype)
+        gates = xp_t + h @ w_h  # [B, 4H]
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
+
+    def __call__(self, carry, x_t):
+        return self.step(carry, self.project(x_t))
+
+    def initialize_carry(self, rng, input_shape):
+        shape = (*input_shape[:-1], self.hidden_size)
+        dtype = self.dtype or self.param_dtype
+        return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)

@@ -1,0 +1,124 @@
+"""The command line: the only argv parser in rnnlab.
+
+    rnnlab list                                   experiments, one line each, with variants
+    rnnlab run NAME[:VARIANT] [key=value ...]     run one experiment into a workdir
+    rnnlab show WORKDIR                           a run's headline figures
+    rnnlab sample WORKDIR [--temperature ...]     generate text from a trained char model
+    rnnlab viz WORKDIR [--text FILE]              hidden-unit HTML page + feature finder
+    rnnlab data tinyshakespeare                   download (checksum-verified, cached) a corpus
+
+Every subcommand is a thin shim over a library function; library code never parses flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rnnlab", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("list", help="list the experiments and their variants")
+
+    run = sub.add_parser("run", help="run an experiment: rnnlab run NAME[:VARIANT] [key=value ...]")
+    run.add_argument("experiment", help="NAME or NAME:VARIANT (see `rnnlab list`)")
+    run.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. model.hidden_size=256; a comma list sweeps",
+    )
+    run.add_argument(
+        "--workdir", help="where the run writes everything (default runs/NAME[-VARIANT])"
+    )
+    run.add_argument("--data", help="text corpus: a file path or 'tinyshakespeare' (char-rnn)")
+
+    show = sub.add_parser("show", help="print a run's headline figures")
+    show.add_argument("workdir")
+
+    sample = sub.add_parser("sample", help="generate text from a trained character model")
+    sample.add_argument("workdir")
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--prime", default="", help="text that warms up the state first")
+    sample.add_argument("--length", type=int, default=2000)
+    sample.add_argument(
+        "--top-k", type=int, default=0, help="sample among the k likeliest (0: all)"
+    )
+    sample.add_argument("--argmax", action="store_true", help="greedy: always the likeliest")
+    sample.add_argument("--seed", type=int, default=0)
+
+    viz = sub.add_parser("viz", help="hidden-unit HTML page and feature finder")
+    viz.add_argument("workdir")
+    viz.add_argument("--text", help="text file to run over (default: a held-out slice)")
+    viz.add_argument(
+        "--unit",
+        type=int,
+        action="append",
+        help="unit(s) to show (default: the finder's best units)",
+    )
+    viz.add_argument("--chars", type=int, default=3000, help="how many characters to show")
+    viz.add_argument("--out", help="output HTML path (default WORKDIR/viz/index.html)")
+
+    data = sub.add_parser("data", help="download a named corpus (checksum-verified, cached)")
+    data.add_argument("name", help="corpus name, e.g. tinyshakespeare")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            from rnnlab import registry
+
+            print(registry.format_list())
+        elif args.command == "run":
+            from rnnlab import registry
+
+            overrides = list(args.overrides)
+            if args.data:
+                overrides.append(f"data.path={args.data}")
+            registry.run(args.experiment, overrides, workdir=args.workdir)
+        elif args.command == "show":
+            from rnnlab import registry
+
+            print(registry.show(args.workdir))
+        elif args.command == "sample":
+            from rnnlab import sample
+
+            print(
+                sample.sample_workdir(
+                    args.workdir,
+                    temperature=args.temperature,
+                    prime=args.prime,
+                    length=args.length,
+                    top_k=args.top_k,
+                    argmax=args.argmax,
+                    seed=args.seed,
+                )
+            )
+        elif args.command == "viz":
+            from rnnlab import viz
+
+            path = viz.render_workdir(
+                args.workdir,
+                text_path=args.text,
+                units=args.unit,
+                num_chars=args.chars,
+                out=args.out,
+            )
+            print(f"wrote {path}")
+        elif args.command == "data":
+            from rnnlab.data import text
+
+            print(text.fetch(args.name))
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"rnnlab {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""THE engine: the one ``jax.lax.scan`` over time that every model, probe and sampler uses.
+
+Shape legend: ``B`` batch, ``T`` time, ``D`` input features, ``G`` projected features (e.g. 4H
+for an LSTM), ``H`` hidden, ``O`` cell output. The public API is batch-major (``[B, T, D]``);
+the scan runs time-major internally.
+
+Two layers of API:
+
+* :func:`unroll` -- one layer, one direction, a pure function of ``(cell, params, xs)``.
+  It hoists the input projection (one ``[B*T, D] x [D, G]`` matmul before the scan), then scans
+  ``cell.step`` over time. Options: ``seq_lengths`` masking (each sequence's carry is frozen after
+  its end and its padded outputs are zero, so the result equals running it alone), ``reverse``
+  (each sequence reversed *within its own length*), an additive ``perturbation`` of the carry
+  after every step (``dL/d eps_t = dL/dh_t`` for all t in one backward pass: the gradient-flow
+  probes use it), ``return_states``, ``remat`` (recompute each step's internals in the backward
+  pass: memory O(T * carry) instead of O(T * activations)), and ``unroll``.
+* :class:`RNN` -- a Flax Linen layer stacking :func:`unroll` into ``num_layers`` layers, optionally
+  bidirectional, with dropout and optional residual connections between layers, and an initial
+  carry that is zeros, learned, or given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rnnlab import cells as cell_registry
+
+Carry = Any  # a pytree of [B, ...] arrays (LSTM: (c, h))
+
+
+class RNNOutput(NamedTuple):
+    """What :class:`RNN` returns.
+
+    Attributes:
+      outputs: ``[B, T, O]`` (``[B, T, 2*O]`` when bidirectional: forward then backward);
+        zero at padded steps.
+      final_carry: one entry per layer: the carry after each sequence's last valid step, or a
+        ``(forward, backward)`` pair when bidirectional.
+      states: ``None`` unless asked for; else one entry per layer: the carry after every step,
+        each leaf ``[B, T, ...]`` (a ``(forward, backward)`` pair when bidirectional).
+    """
+
+    outputs: jax.Array
+    final_carry: list
+    states: list | None
+
+
+# ----------------------------------------------------------------------------------- checks
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_inputs(xs, seq_lengths=None, *, where: str = "rnn") -> None:
+    """Validate ``xs [B, T, D]`` and ``seq_lengths [B]`` in Python, before any trace."""
+    shape = np.shape(xs)
+    if len(shape) != 3:
+        raise ValueError(f"{where}: expected inputs of rank 3 [B, T, D], got shape {shape}")
+    dtype = jnp.result_type(xs)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            f"{where}: expected floating-point inputs (float32, bfloat16, ...), got {dtype}; "
+            "embed integer tokens first (e.g. nn.Embed)"
+        )
+    if seq_lengths is None:
+        return
+    B, T = shape[:2]
+    lshape = np.shape(seq_lengths)
+    if lshape != (B,):
+        raise ValueError(f"{where}: expected seq_lengths of shape ({B},) [B], got {lshape}")
+    if not jnp.issubdtype(jnp.result_type(seq_lengths), jnp.integer):
+        raise ValueError(
+            f"{where}: expected integer seq_lengths, got {jnp.result_type(seq_lengths)}"
+        )
+    if _is_concrete(seq_lengths):
+        lengths = np.asarray(seq_lengths)
+        bad = (lengths < 0) | (lengths > T)
+        if bad.any():
+            raise ValueError(
+                f"{where}: seq_lengths must lie in [0, T={T}], got {lengths[bad].tolist()} "
+                f"at batch index {np.flatnonzero(bad).tolist()}"
+            )
+
+
+def check_params(cell: nn.Module, params, feature_size: int, *, where: str = "rnn") -> None:
+    """Check that ``params`` accept ``feature_size`` input features (abstractly: no compile)."""
+    probe = jax.ShapeDtypeStruct((1, feature_size), jnp.float32)
+    try:
+        jax.eval_shape(lambda p, x: cell.apply(p, x, method="project"), params, probe)
+    except Exception as err:  # Flax raises ScopeParamShapeError or a dot_general TypeError.
+        raise ValueError(
+            f"{where}: inputs have {feature_size} features, which the params do not accept "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+        ) from None
+
+
+# ------------------------------------------------------------------------------ one layer
+
+
+def reverse_sequences(x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
+    """Reverse ``x [B, T, ...]`` along time, each sequence within its own length.
+
+    Step ``t < L_b`` goes to ``L_b - 1 - t``; padding stays where it is. The map is an
+    involution: applying it twice gives ``x`` back.
+    """
+    if seq_lengths is None:
+        return jnp.flip(x, axis=1)
+    T = x.shape[1]
+    t = jnp.arange(T)[None, :]  # [1, T]
+    L = seq_lengths[:, None]  # [B, 1]
+    idx = jnp.where(t < L, L - 1 - t, t)  # [B, T]
+    idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, axis=1)
+
+
+def unroll(
+    cell: nn.Module,
+    params,
+    xs: jax.Array,
+    carry: Carry | None = None,
+    *,
+    seq_lengths: jax.Array | None = None,
+    reverse: bool = False,
+    perturbation: Carry | None = None,
+    return_states: bool = False,
+    remat: bool = False,
+    unroll: int = 1,
+) -> tuple[Carry, jax.Array, Carry | None]:
+    """Run one cell over a batch of sequences.
+
+    Args:
+      cell: an unbound cell module (the contract in :mod:`rnnlab.cells`).
+      params: the cell's variables, ``{"params": ...}``.
+      xs: ``[B, T, D]`` inputs.
+      carry: initial carry (pytree of ``[B, ...]``); zeros when ``None``.
+      seq_lengths: ``[B]`` int, valid length of each (right-padded) sequence.
+      reverse: run from each sequence's last valid step to its first.
+      perturbation: carry-shaped pytree with leaves ``[B, T, ...]`` added to the carry after step
+        ``t`` (in original time order). Pass zeros and differentiate to get ``dL/dh_t``.
+      return_states: also return the carry after every step (leaves ``[B, T, ...]``).
+      remat: rematerialize each step in the backward pass (``jax.checkpoint`` on the step).
+      unroll: forwarded to ``jax.lax.scan``.
+
+    Returns:
+      ``(final_carry, ys [B, T, O], states or None)``, all in original time order.
+    """
+    B, T, D = xs.shape
+    if carry is None:
+        carry = cell.initialize_carry(None, (B, D))
+    xp = cell.apply(params, xs, method="project")  # [B, T, G]: one matmul for all t (hoisting)
+    if reverse:
+        xp = reverse_sequences(xp, seq_lengths)
+        if perturbation is not None:
+            perturbation = jax.tree.map(lambda e: reverse_sequences(e, seq_lengths), perturbation)
+
+    time_major = lambda a: jnp.swapaxes(a, 0, 1)
+    inputs = {"xp": jax.tree.map(time_major, xp)}  # [T, B, G]
+    if seq_lengths is not None:
+        inputs["valid"] = time_major(jnp.arange(T)[None, :] < seq_lengths[:, None])  # [T, B]
+    if perturbation is not None:
+        inputs["eps"] = jax.tree.map(time_major, perturbation)
+
+    def step(carry, inp):
+        new_carry, y = cell.apply(params, carry, inp["xp"], method="step")
+        if "eps" in inp:
+            new_carry = jax.tree.map(jnp.add, new_carry, inp["eps"])
+        if "valid" in inp:
+            keep = lambda new, old: jnp.where(
+                inp["valid"].reshape((-1,) + (1,) * (new.ndim - 1)), new, old
+            )
+            new_carry = jax.tree.map(keep, new_carry, carry)
+            y = keep(y, jnp.zeros_like(y))
+        return new_carry, (y, new_carry if return_states else None)
+
+    if remat:
+        step = jax.checkpoint(step)
+    carry, (ys, states) = jax.lax.scan(step, carry, inputs, unroll=unroll)
+
+    ys = time_major(ys)  # [B, T, O]
+    if states is not None:
+        states = jax.tree.map(time_major, states)
+    if reverse:
+        ys = reverse_sequences(ys, seq_lengths)
+        if states is not None:
+            states = jax.tree.map(lambda s: reverse_sequences(s, seq_lengths), states)
+    return carry, ys, states
+
+
+# ------------------------------------------------------------------------------ the layer
+
+
+def make_cell(cell: str | type, hidden_size: int, options: Mapping | None = None, **common):
+    """Instantiate an unbound cell from a registry name (or a ``Cell`` class)."""
+    cls = cell_registry.get(cell) if isinstance(cell, str) else cell
+    options = dict(options or {})
+    try:
+        return cls(hidden_size=hidden_size, **options, **common, parent=None)
+    except TypeError as err:
+        fields = [f for f in cls.__dataclass_fields__ if f not in ("parent", "name")]
+        raise ValueError(
+            f"bad option for cell {getattr(cls, '__module__', cls)}: {err}. "
+            f"Valid options: {', '.join(fields)}"
+        ) from None
+
+
+class RNN(nn.Module):
+    """A stack of recurrent layers over batch-major sequences, built on :func:`unroll`.
+
+    ``RNN("lstm", 128, num_layers=2, bidirectional=True)(x [B, T, D], seq_lengths=[B])``
+    returns an :class:`RNNOutput` with ``outputs [B, T, 256]``.
+
+    Params: ``params["layer_{l}"] = {"fwd": cell params, "bwd": ...}``; with
+    ``initial_carry="learned"`` also ``params["carry0_{l}"]`` (one carry per direction, without
+    the batch axis, broadcast over the batch).
+    """
+
+    cell: str | type  # registry name (rnnlab.cells.names()) or a Cell class
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0  # between layers (not after the last), as in PyTorch
+    residual: bool = False  # y_l = f_l(x_l) + x_l for layers whose input and output widths match
+    initial_carry: str = "zeros"  # zeros | learned (a given carry is passed to __call__)
+    remat: bool = False
+    unroll: int = 1
+    cell_options: Mapping | None = None  # the cell's own fields, e.g. {"forget_bias": 1.0}
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        if self.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.initial_carry not in ("zeros", "learned"):
+            raise ValueError(
+                f"initial_carry must be 'zeros' or 'learned', got {self.initial_carry!r}"
+            )
+        self.make_cell()  # unknown cell names and options fail here, at construction
+        super().__post_init__()
+
+    def make_cell(self) -> nn.Module:
+        """The unbound cell every layer and direction uses (each with its own params)."""
+        return make_cell(
+            self.cell,
+            self.hidden_size,
+            self.cell_options,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return ("fwd", "bwd") if self.bidirectional else ("fwd",)
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        seq_lengths: jax.Array | None = None,
+        initial_carry: Sequence | None = None,
+        *,
+        deterministic: bool = True,
+        perturbation: Sequence | None = None,
+        return_states: bool = False,
+    ) -> RNNOutput:
+        """Run the stack.
+
+        Args:
+          x: ``[B, T, D]``.
+          seq_lengths: ``[B]`` valid lengths of right-padded sequences.
+          initial_carry: one carry per layer (a ``(fwd, bwd)`` pair when bidirectional);
+            overrides zeros/learned.
+          deterministic: disable dropout (needs a ``"dropout"`` rng when False).
+          perturbation: one carry-shaped pytree of ``[B, T, ...]`` leaves per layer (a pair
+            when bidirectional), added to the carry after every step (see :func:`unroll`).
+          return_states: also return every layer's carry after every step.
+        """
+        check_inputs(x, seq_lengths, where=f"RNN({self.cell!r})")
+        for name, given in (("initial_carry", initial_carry), ("perturbation", perturbation)):
+            if given is not None and len(given) != self.num_layers:
+                raise ValueError(
+                    f"{name} must hold one entry per layer ({self.num_layers}), got {len(given)}"
+                )
+        cell = self.make_cell()
+        B = x.shape[0]
+        finals, all_states = [], []
+        for layer in range(self.num_layers):
+            D = x.shape[-1]
+            init_fn = lambda rng, D=D: {
+                d: cell.init(k, cell.initialize_carry(None, (1, D)), jnp.zeros((1, D), x.dtype))
+                for d, k in zip(self.directions, jax.random.split(rng, len(self.directions)))
+            }
+            if self.has_variable("params", f"layer_{layer}"):  # apply: check before Flax does
+                given = self.get_variable("params", f"layer_{layer}")["fwd"]
+                check_params(cell, given, D, where=f"RNN layer {layer}")
+            layer_params = self.param(f"layer_{layer}", init_fn)
+
+            carries = self._initial_carries(cell, layer, B, D, initial_carry)
+            outs, layer_finals, layer_states = [], [], []
+            for i, d in enumerate(self.directions):
+                eps = None
+                if perturbation is not None:
+                    eps = perturbation[layer][i] if self.bidirectional else perturbation[layer]
+                final, ys, states = unroll(
+                    cell,
+                    layer_params[d],
+                    x,
+                    carries[i],
+                    seq_lengths=seq_lengths,
+                    reverse=(d == "bwd"),
+                    perturbation=eps,
+                    return_states=return_states,
+                    remat=self.remat,
+                    unroll=self.unroll,
+                )
+                outs.append(ys)
+                layer_finals.append(final)
+                layer_states.append(states)
+            y = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
+            pick = lambda items: tuple(items) if self.bidirectional else items[0]
+            finals.append(pick(layer_finals))
+            all_states.append(pick(layer_states))
+            if self.residual and layer > 0 and y.shape[-1] == x.shape[-1]:
+                y = y + x
+            if layer < self.num_layers - 1 and self.dropout > 0:
+                y = nn.Dropout(self.dropout)(y, deterministic=deterministic)
+            x = y
+        return RNNOutput(x, finals, all_states if return_states else None)
+
+    def _initial_carries(self, cell, layer, B, D, given) -> list:
+        if given is not None:
+            return list(given[layer]) if self.bidirectional else [given[layer]]
+        zeros = cell.initialize_carry(None, (B, D))
+        if self.initial_carry == "zeros":
+            return [zeros for _ in self.directions]
+        learned = self.param(
+            f"carry0_{layer}",
+            lambda rng: {
+                d: jax.tree.map(lambda z: jnp.zeros(z.shape[1:], z.dtype), zeros)
+                for d in self.directions
+            },
+        )
+        return [
+            jax.tree.map(lambda c, z: jnp.broadcast_to(c, z.shape), learned[d], zeros)
+            for d in self.directions
+        ]
