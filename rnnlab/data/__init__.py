@@ -33,10 +33,10 @@ class Dataset(Protocol):
     #: carries the hidden state across batches (truncated BPTT) and resets it when
     #: ``train_batch`` says ``reset``; "batch": independent batches, the state starts fresh.
     kind: str
-    #: "xent" (softmax cross-entropy on int targets) or "mse" (mean squared error).
-    loss: str
-    #: keyword arguments for :class:`rnnlab.models.SequenceModel`: out_features, and vocab_size
-    #: for token inputs, readout ("all" per step, "last"/"mean" per sequence).
+    #: what the task fixes about the model, merged over the config's model section by
+    #: ``rnnlab.models.build``: ``architecture`` (default "sequence"), ``out_features``,
+    #: ``vocab_size`` for token inputs, ``readout`` ("all" per step, "last"/"mean" per
+    #: sequence) and ``loss`` ("xent": softmax cross-entropy on int targets; "mse").
     model_spec: dict[str, Any]
 
     def train_batch(self, step: int) -> tuple[Batch, bool]:
