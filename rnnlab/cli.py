@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"wrote {path}")
         elif args.command == "data":
-            from rnnlab.data import text
+            from rnnlab.data import corpora
 
-            print(text.fetch(args.name))
+            print(corpora.fetch(args.name))
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"rnnlab {args.command}: error: {msg}", file=sys.stderr)
