@@ -77,6 +77,7 @@ class Cell(nn.Module):
             hr, hz, hn = jnp.split(h @ w_h, 3, axis=-1)  # one fused [H, 3H] matmul
             r = jax.nn.sigmoid(xr + hr)
             z = jax.nn.sigmoid(xz + hz)
+            b_hn = jnp.broadcast_to(b_hn, hn.shape)  # explicit: no implicit rank promotion
             n = jnp.tanh(xn + r * (hn + b_hn))
         else:
             hr, hz = jnp.split(h @ w_h[:, : 2 * H], 2, axis=-1)
