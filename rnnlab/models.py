@@ -10,6 +10,13 @@ One Linen module, :class:`SequenceModel`, covers the task shapes that read a seq
 Inputs are either token ids ``[B, T]`` (embedded with ``nn.Embed`` when ``vocab_size`` is set)
 or features ``[B, T, D]``. Shapes: ``B`` batch, ``T`` time, ``H`` hidden, ``V`` vocab,
 ``K`` = ``out_features``.
+
+The trainer's contract: every model has a method
+``loss(batch, carry=None, *, deterministic=True) -> (loss, aux, new_carry)`` (a scalar, a dict of
+scalars with at least ``"loss"``, and the carry to feed into the next chunk of a stream), and the
+trainer only ever calls ``model.init`` and ``model.apply(..., method="loss")``. So any
+architecture with a ``loss`` method trains. :func:`build` makes a model from the config's
+``model`` section and the dataset's ``model_spec``; :data:`ARCHITECTURES` is the name table.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import jax.numpy as jnp
 from rnnlab.unroll import RNN, RNNOutput
 
 READOUTS = ("all", "last", "mean")
+LOSSES = ("xent", "mse")
 
 
 class SequenceModel(nn.Module):
@@ -48,11 +56,14 @@ class SequenceModel(nn.Module):
     readout: str = "all"  # all | last | mean
     remat: bool = False
     unroll: int = 1
+    loss_type: str = "xent"  # xent (int targets) | mse (float targets); the spec's "loss"
     dtype: Any = None
 
     def __post_init__(self):
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.loss_type not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss_type!r}")
         super().__post_init__()
 
     def setup(self):
@@ -118,7 +129,96 @@ class SequenceModel(nn.Module):
         y = self.drop(y, deterministic=deterministic)
         return self.head(y), out.final_carry, out.states
 
+    def loss(
+        self,
+        batch: Mapping[str, jax.Array],
+        carry: Sequence | None = None,
+        *,
+        deterministic: bool = True,
+    ):
+        """``(loss, aux, new_carry)`` for one batch (the trainer's only entry point).
+
+        ``batch``: ``inputs`` ``[B, T]`` ids or ``[B, T, D]``; ``targets``; optional ``mask``
+        (loss weights, ``[B, T]`` per step or ``[B]`` per sequence) and ``seq_lengths [B]``.
+
+        * ``xent``: targets int ``[B, T]`` (``readout="all"``) or ``[B]``;
+          ``loss = sum_i w_i * -log softmax(logits_i)[y_i] / sum_i w_i`` with ``w`` the mask,
+          else the valid steps ``t < seq_lengths[b]``, else ones. ``aux``: ``loss``,
+          ``accuracy`` (argmax hit rate, same weights).
+        * ``mse``: targets float ``[B, K]`` or ``[B, T, K]``; the weighted mean over all
+          elements of ``(y - target)^2``. ``aux``: ``loss``.
+        """
+        seq_lengths = batch.get("seq_lengths")
+        outputs, new_carry, _ = self(
+            batch["inputs"], carry, seq_lengths=seq_lengths, deterministic=deterministic
+        )
+        targets = batch["targets"]
+        outputs = outputs.astype(jnp.float32)  # the loss in float32 whatever the compute dtype
+        per_step = outputs.ndim == 3
+        weights = batch.get("mask")
+        if weights is None and per_step and seq_lengths is not None:
+            T = outputs.shape[1]
+            weights = jnp.arange(T)[None, :] < seq_lengths[:, None]  # [B, T]
+        lead = outputs.shape[:-1]  # [B, T] or [B]
+        weights = jnp.ones(lead, jnp.float32) if weights is None else weights
+        weights = weights.astype(jnp.float32)
+        if weights.shape != lead:
+            raise ValueError(f"mask must have shape {lead}, got {weights.shape}")
+        total = jnp.maximum(weights.sum(), 1e-9)
+        if self.loss_type == "xent":
+            if targets.shape != lead or not jnp.issubdtype(targets.dtype, jnp.integer):
+                raise ValueError(
+                    f"xent loss: expected int targets of shape {lead}, "
+                    f"got {targets.dtype} {targets.shape}"
+                )
+            logp = jax.nn.log_softmax(outputs, axis=-1)
+            nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]  # lead
+            loss = (nll * weights).sum() / total
+            hit = (jnp.argmax(outputs, axis=-1) == targets).astype(jnp.float32)
+            return loss, {"loss": loss, "accuracy": (hit * weights).sum() / total}, new_carry
+        if targets.shape != outputs.shape:
+            raise ValueError(
+                f"mse loss: expected targets of shape {outputs.shape}, got {targets.shape}"
+            )
+        err = jnp.square(outputs - targets.astype(jnp.float32)).mean(axis=-1)  # lead
+        loss = (err * weights).sum() / total
+        return loss, {"loss": loss}, new_carry
+
 
 def CharLM(vocab_size: int, **kwargs) -> SequenceModel:
     """Karpathy's character-level language model: embed -> RNN stack -> logits ``[B, T, V]``."""
     return SequenceModel(out_features=vocab_size, vocab_size=vocab_size, readout="all", **kwargs)
+
+
+# name -> model class; the dataset's model_spec (or the config) picks one. Each class takes
+# fields named like the config's model keys (those it lacks are left out) and has ``loss``.
+ARCHITECTURES: dict[str, type] = {
+    "sequence": SequenceModel,
+}
+
+
+def build(model_config, model_spec: Mapping[str, Any]) -> nn.Module:
+    """A model from the config's ``model`` section and the dataset's ``model_spec``.
+
+    ``model_spec`` (from the dataset) fixes what the task dictates -- ``architecture``,
+    ``out_features``, ``vocab_size``, ``readout``, ``loss`` (-> the ``loss_type`` field) -- and
+    wins over the config; the config gives the rest (cell, sizes, dropout, ...). Config keys the
+    architecture has no field for are left out; spec keys it lacks are an error.
+    """
+    spec = dict(model_spec)
+    name = spec.pop("architecture", None) or model_config.architecture
+    if name not in ARCHITECTURES:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    cls = ARCHITECTURES[name]
+    fields = set(cls.__dataclass_fields__) - {"parent", "name"}
+    if "loss" in spec:
+        spec["loss_type"] = spec.pop("loss")
+    kwargs = {}
+    for key, value in dict(model_config).items():
+        if key != "architecture" and key in fields:
+            kwargs[key] = value.to_dict() if hasattr(value, "to_dict") else value
+    unknown = sorted(set(spec) - fields)
+    if unknown:
+        raise ValueError(f"model_spec keys {unknown} are not fields of {cls.__name__}")
+    kwargs.update(spec)
+    return cls(**kwargs)

@@ -1,0 +1,121 @@
+"""What a run writes besides checkpoints: JSON files, ``metrics.jsonl``, log lines, TensorBoard.
+
+``metrics.jsonl`` holds one JSON object per line, ``{"step": n, "kind": "train"|"eval", ...}``;
+``step`` counts completed optimizer updates (a record at step n describes the n-th update, or
+the params after it for ``eval``). Per-seed values (``num_seeds > 1``) appear as
+``NAME_per_seed`` lists beside their mean ``NAME``.
+
+TensorBoard event files (``workdir/tb``) are written when asked for and ``tensorboardX`` is
+installed (``pip install -e ".[tensorboard]"``); otherwise the log says so once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import tempfile
+from typing import Any
+
+import numpy as np
+import tqdm
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically (temp file + rename): never half a file."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_metrics(workdir: str | os.PathLike, kind: str | None = None) -> list[dict]:
+    """All records of ``workdir/metrics.jsonl`` (of one ``kind`` if given), in order."""
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+def scalars(values: dict[str, Any]) -> dict[str, Any]:
+    """Host values -> JSON: scalars as floats; ``[S]`` arrays as their mean + ``_per_seed``."""
+    out = {}
+    for k, v in values.items():
+        a = np.asarray(v)
+        if a.ndim == 0:
+            out[k] = a.item() if a.dtype.kind in "iub" else float(a)
+        else:
+            out[k] = float(a.mean())
+            out[f"{k}_per_seed"] = [float(x) for x in a.reshape(-1)]
+    return out
+
+
+class Writer:
+    """Appends records to ``metrics.jsonl`` (and TensorBoard), shows a progress bar, logs lines.
+
+    Only the writing process (``active=True``: process 0 of a multi-host run) touches files.
+    """
+
+    def __init__(self, workdir, *, total_steps, initial_step, progress, tensorboard, active=True):
+        self.workdir = pathlib.Path(workdir)
+        self.active = active
+        self.bar = tqdm.tqdm(
+            total=total_steps,
+            initial=initial_step,
+            disable=not (progress and active),
+            unit="step",
+            dynamic_ncols=True,
+        )
+        self.tb = None
+        if tensorboard and active:
+            try:
+                import tensorboardX
+            except ImportError:
+                self.log("TensorBoard: tensorboardX is not installed; no event files written")
+            else:
+                self.tb = tensorboardX.SummaryWriter(str(self.workdir / "tb"))
+
+    def log(self, line: str) -> None:
+        if self.active:
+            tqdm.tqdm.write(line)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records beyond ``step`` (a resumed run rewrites what the lost steps logged)."""
+        path = self.workdir / "metrics.jsonl"
+        if not self.active or not path.exists():
+            return
+        keep = [r for r in read_metrics(self.workdir) if r.get("step", 0) <= step]
+        body = "".join(json.dumps(r) + "\n" for r in keep)
+        fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".metrics.")
+        with os.fdopen(fd, "w") as f:
+            f.write(body)
+        os.replace(tmp, path)
+
+    def write(self, step: int, kind: str, values: dict[str, Any]) -> dict[str, Any]:
+        record = {"step": int(step), "kind": kind, **scalars(values)}
+        if self.active:
+            with open(self.workdir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if self.tb is not None:
+                for k, v in record.items():
+                    if isinstance(v, float) and math.isfinite(v):
+                        self.tb.add_scalar(f"{kind}/{k}", v, step)
+        return record
+
+    def progress(self, step: int, **postfix) -> None:
+        self.bar.n = step
+        self.bar.set_postfix(postfix, refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.tb is not None:
+            self.tb.close()

@@ -1,0 +1,579 @@
+"""The trainer: ``train_and_evaluate(config, workdir)`` and ``load_run(workdir)``.
+
+One optimizer update (``B`` batch, ``T`` time; ``S`` seeds when ``train.num_seeds > 1``)::
+
+    carry  = zeros if reset else stop_gradient(carry)      # truncated BPTT for streams
+    loss, grads = value_and_grad(model.loss)(params, batch, carry, rng=fold_in(key_s, step))
+    updates = optax chain (clip -> optimizer)(grads)       # rnnlab.optim
+    measurements: loss, grad_norm (pre-clip ||g||_2), param_norm, update_ratio
+                  (||update|| / ||params||), lr, and the model's aux (accuracy)
+
+The step is jitted once with the state donated; with ``S`` seeds it is ``jax.vmap``-ed over
+independently initialized models (seed ``config.seed + s``), all on the same batches. Batches are
+sharded over a ``jax.sharding.Mesh`` of all devices on its ``"data"`` axis, params replicated
+(data parallelism through XLA's SPMD partitioner; one device is the same code).
+
+Everything derives from the step number (data from ``dataset.train_batch(step)``, dropout from
+``fold_in``), and the stream carry is checkpointed with params and optimizer state, so a run
+killed at any moment resumes bitwise identically from its last checkpoint.
+
+Workdir: ``config.json``, ``data.json`` (dataset metadata + ``model_spec``), ``metrics.jsonl``
+(:mod:`rnnlab.metrics`), ``checkpoints/`` (:mod:`rnnlab.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import inspect
+import os
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from rnnlab import checkpoint, models, optim
+from rnnlab import config as config_lib
+from rnnlab import data as data_lib
+from rnnlab import metrics as metrics_lib
+
+# keys that may change between a run and its resumption (they do not change what is computed)
+RUN_CONTROL_KEYS = {
+    "train.num_steps",
+    "train.time_limit_s",
+    "train.eval_every",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.progress",
+    "train.tensorboard",
+    "train.probe_every",
+    "data.eval_batches",
+}
+
+Hook = Callable[[int, Any, Any, Any], dict]
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or the gradient norm became NaN/Inf; the message names the step."""
+
+
+# ------------------------------------------------------------------------------- the data
+
+
+def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """``config.data`` -> keyword arguments for ``rnnlab.data.make(config.data.name, ...)``.
+
+    The common keys (``path``, ``seq_length``, ``batch_size``, ``val_fraction``,
+    ``eval_batches`` (0 -> ``None``: all), and ``seed`` = ``config.seed``) go to the factory when
+    its signature takes them; a common key it does not take is an error only if the config sets
+    it away from the base default. ``data.options`` are passed as they are (the factory checks).
+    """
+    d = config.data
+    if d.name not in data_lib.REGISTRY:
+        data_lib.make(d.name)  # raises the "unknown dataset" error with the known names
+    module, factory = data_lib.REGISTRY[d.name].split(":")
+    fn = getattr(importlib.import_module(f"rnnlab.data.{module}"), factory)
+    params = inspect.signature(fn).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    base = config_lib.get_config().data
+    common = {
+        "path": d.path,
+        "seq_length": d.seq_length,
+        "batch_size": d.batch_size,
+        "val_fraction": d.val_fraction,
+        "eval_batches": d.eval_batches or None,
+    }
+    kwargs = {}
+    for key, value in common.items():
+        if key in params or takes_any:
+            kwargs[key] = value
+        elif d[key] != base[key]:
+            raise ValueError(f"dataset {d.name!r} takes no {key!r} (config sets data.{key})")
+    if "seed" in params or takes_any:
+        kwargs["seed"] = config.seed
+    kwargs.update(d.options.to_dict())
+    return kwargs
+
+
+# ------------------------------------------------------------------------------ the steps
+
+
+def _stack(trees: Sequence) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def make_steps(model, tx, schedule, *, stream: bool, num_seeds: int):
+    """``(init, train_step, eval_step)``: pure functions the loop jits.
+
+    ``init(keys, batch) -> state`` with ``state = {"step", "params", "opt_state"[, "carry"]}``;
+    ``train_step(state, batch, reset, keys) -> (state, measurements)``;
+    ``eval_step(params, carry, batch) -> (aux, carry)``. With ``num_seeds > 1`` params, optimizer
+    state, carry and measurements have a leading ``[S]`` axis.
+    """
+
+    def loss_fn(params, batch, carry, rng, deterministic):
+        return model.apply(
+            {"params": params},
+            batch,
+            carry,
+            deterministic=deterministic,
+            method="loss",
+            rngs=None if rng is None else {"dropout": rng},
+        )
+
+    def init_one(key, batch):
+        pkey, dkey = jax.random.split(key)
+        variables = model.init({"params": pkey, "dropout": dkey}, batch, None, method="loss")
+        params = variables["params"]
+        one = {"params": params, "opt_state": tx.init(params)}
+        if stream:
+            _, _, carry = jax.eval_shape(lambda: loss_fn(params, batch, None, dkey, True))
+            one["carry"] = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), carry)
+        return one
+
+    def train_one(params, opt_state, carry, batch, reset, key, step):
+        rng = jax.random.fold_in(key, step)
+        if stream:  # zero at an epoch start; no gradient flows into the previous chunk
+            carry = jax.tree.map(lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry)
+            carry = jax.lax.stop_gradient(carry)
+        grad_fn = jax.value_and_grad(
+            lambda p: (lambda out: (out[0], out[1:]))(loss_fn(p, batch, carry, rng, False)),
+            has_aux=True,
+        )
+        (loss, (aux, new_carry)), grads = grad_fn(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        new_params = jax.tree.map(jnp.add, params, updates)
+        param_norm = optax_norm(params)
+        m = {k: v for k, v in aux.items() if k != "loss"}
+        m.update(
+            loss=loss,
+            grad_norm=optax_norm(grads),  # before clipping
+            param_norm=param_norm,
+            update_ratio=optax_norm(updates) / jnp.maximum(param_norm, 1e-12),
+            lr=jnp.asarray(schedule(step), jnp.float32),
+        )
+        return new_params, opt_state, (new_carry if stream else carry), m
+
+    def eval_one(params, carry, batch):
+        _, aux, new_carry = loss_fn(params, batch, carry if stream else None, None, True)
+        return aux, (new_carry if stream else carry)
+
+    seeds = num_seeds > 1
+    if seeds:
+        train_one = jax.vmap(train_one, in_axes=(0, 0, 0, None, None, 0, None))
+        eval_one = jax.vmap(eval_one, in_axes=(0, 0, None))
+
+    def init(keys, batch):
+        state = _stack([init_one(k, batch) for k in keys]) if seeds else init_one(keys[0], batch)
+        return {"step": jnp.zeros((), jnp.int32), **state}
+
+    def train_step(state, batch, reset, keys):
+        step = state["step"]
+        carry = state.get("carry")
+        params, opt_state, carry, m = train_one(
+            state["params"],
+            state["opt_state"],
+            carry,
+            batch,
+            reset,
+            keys if seeds else keys[0],
+            step,
+        )
+        new = {"step": step + 1, "params": params, "opt_state": opt_state}
+        if stream:
+            new["carry"] = carry
+        return new, m
+
+    return init, train_step, eval_one
+
+
+def optax_norm(tree) -> jax.Array:
+    """Global L2 norm over all leaves (``optax.global_norm``), in float32."""
+    return optax.global_norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def initialize_distributed() -> None:
+    """Join a multi-host run when the environment asks for it (no-op otherwise; idempotent).
+
+    * ``RNNLAB_DISTRIBUTED=1``: ``jax.distributed.initialize()`` with JAX's cluster
+      auto-detection (SLURM, Open MPI, Cloud TPU pods, Kubernetes, ...);
+    * ``JAX_COORDINATOR_ADDRESS=host:port`` with ``RNNLAB_NUM_PROCESSES`` and
+      ``RNNLAB_PROCESS_ID``: an explicit cluster (e.g. several processes on one machine).
+
+    Every process then runs the same command; each computes the same global batch and
+    contributes its devices' shards; process 0 writes the workdir files (Orbax coordinates
+    the checkpoint writes of all processes).
+    """
+    if jax.distributed.is_initialized():
+        return
+    if os.environ.get("RNNLAB_NUM_PROCESSES"):
+        jax.distributed.initialize(
+            coordinator_address=os.environ.get("JAX_COORDINATOR_ADDRESS"),
+            num_processes=int(os.environ["RNNLAB_NUM_PROCESSES"]),
+            process_id=int(os.environ.get("RNNLAB_PROCESS_ID", "0")),
+        )
+    elif os.environ.get("RNNLAB_DISTRIBUTED", "") not in ("", "0"):
+        jax.distributed.initialize()
+
+
+def data_mesh(batch_size: int) -> jax.sharding.Mesh:
+    """A 1-D mesh of all devices (all processes) on the axis ``"data"``."""
+    devices = jax.devices()
+    if batch_size % len(devices):
+        raise ValueError(
+            f"batch size {batch_size} is not divisible by the number of devices "
+            f"({len(devices)}); choose a multiple of {len(devices)}"
+        )
+    return jax.sharding.Mesh(np.asarray(devices), ("data",))
+
+
+def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+    """Place a host batch on the mesh: every leaf split along its first (batch) axis."""
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    return {
+        k: jax.make_array_from_callback(np.shape(v), sharding, lambda idx, v=v: np.asarray(v)[idx])
+        for k, v in batch.items()
+    }
+
+
+# --------------------------------------------------------------------------- workdir
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _differences(old: dict, new: dict, ignore=()) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
+    return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in keys]
+
+
+def prepare_workdir(workdir, config_json: dict, data_json: dict) -> pathlib.Path:
+    """Create/check ``workdir`` before any training; refuse a workdir of another run.
+
+    Raises ValueError when the folder cannot be written, or when its ``config.json`` /
+    ``data.json`` differ from this run's (listing the keys; run-control keys such as
+    ``train.num_steps`` may change). Nothing in the workdir is touched in that case.
+    """
+    path = pathlib.Path(workdir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"workdir {str(path)!r} is not writable: {err}") from None
+    for name, new, ignore in (
+        ("config.json", config_json, RUN_CONTROL_KEYS),
+        ("data.json", data_json, ()),
+    ):
+        if (path / name).exists():
+            diff = _differences(metrics_lib.read_json(path / name), new, ignore)
+            if diff:
+                raise ValueError(
+                    f"workdir {str(path)!r} holds a run with a different {name}; refusing to "
+                    f"resume or overwrite it. Differing keys:\n  " + "\n  ".join(diff)
+                )
+    return path
+
+
+# ------------------------------------------------------------------------------ the loop
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    dataset=None,
+    hooks: Sequence[Hook] = (),
+) -> dict[str, Any]:
+    """Train ``config`` into ``workdir`` (resuming from its checkpoints) and return a summary.
+
+    Args:
+      config: the full config (:func:`rnnlab.config.get_config` plus changes); copied, never
+        mutated.
+      workdir: where ``config.json``, ``data.json``, ``metrics.jsonl``, ``checkpoints/`` go.
+      dataset: a :class:`rnnlab.data.Dataset`; default
+        ``rnnlab.data.make(config.data.name, **data_kwargs(config))``.
+      hooks: callables ``hook(step, params, model, dataset) -> dict`` run every
+        ``train.probe_every`` steps (0: at every eval); their values go to ``metrics.jsonl`` as
+        ``kind="probe"`` records. ``params`` has a leading seed axis when ``num_seeds > 1``;
+        hooks must not keep it (its buffers are reused by the next step).
+
+    Returns:
+      ``{"step", "num_steps", "stopped_early", "time_s", "train_loss", ..., "val_loss",
+      "val_accuracy", "val_bpc" (token models), "best_step", "best_val_loss", "resumed_from",
+      "num_params"}`` (per-seed lists as ``*_per_seed`` when ``num_seeds > 1``).
+
+    Raises:
+      ValueError: bad config values, an unwritable or foreign workdir, a batch size not
+        divisible by the device count -- all before training starts.
+      NonFiniteError: the loss or gradient norm became NaN/Inf (the message names the step);
+        the checkpoints written before stay intact.
+    """
+    t_start = time.time()
+    config = copy.deepcopy(config)
+    tc = config.train
+    for key in ("num_steps", "eval_every", "log_every", "num_seeds", "keep_checkpoints"):
+        if tc[key] < 1:
+            raise ValueError(f"train.{key} must be >= 1, got {tc[key]}")
+    for key in ("checkpoint_every", "probe_every", "time_limit_s"):
+        if tc[key] < 0:
+            raise ValueError(f"train.{key} must be >= 0, got {tc[key]}")
+    initialize_distributed()
+    active = jax.process_index() == 0
+    if dataset is None:
+        dataset = data_lib.make(config.data.name, **data_kwargs(config))
+    spec = dict(dataset.model_spec)
+    model = models.build(config.model, spec)
+    tx, schedule = optim.make(config.optim, tc.num_steps)
+    stream = dataset.kind == "stream"
+    first, _ = dataset.train_batch(0)
+    B, T = np.shape(first["inputs"])[:2]
+    mesh = data_mesh(B)
+    path = prepare_workdir(
+        workdir,
+        json_roundtrip(config.to_dict()),
+        json_roundtrip({**dataset.metadata(), "model_spec": spec}),
+    )
+
+    S = tc.num_seeds
+    keys = jnp.stack([jax.random.PRNGKey(config.seed + s) for s in range(S)])  # [S, 2]
+    init, train_step, eval_step = make_steps(model, tx, schedule, stream=stream, num_seeds=S)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    keys = jax.device_put(keys, replicated)
+    sample = shard_batch(first, mesh)
+    abstract = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+        jax.eval_shape(init, keys, sample),
+    )
+
+    writer = metrics_lib.Writer(
+        path, total_steps=tc.num_steps, initial_step=0, progress=tc.progress,
+        tensorboard=tc.tensorboard, active=active,
+    )  # fmt: skip
+    ckpt = checkpoint.Checkpoints(path / "checkpoints", keep=tc.keep_checkpoints, log=writer.log)
+    try:
+        quarantine = lambda s, err: ckpt.quarantine(s) if active else None
+        start, state = ckpt.restore(abstract, on_corrupt=quarantine)
+        if state is None:
+            start, state = 0, jax.jit(init, out_shardings=replicated)(keys, sample)
+        else:
+            writer.log(f"resumed from the checkpoint at step {start} in {path / 'checkpoints'}")
+        writer.truncate_after(start)
+        if active:
+            metrics_lib.write_json(path / "config.json", json_roundtrip(config.to_dict()))
+            metrics_lib.write_json(path / "data.json", {**dataset.metadata(), "model_spec": spec})
+        loop = _Loop(config, model, dataset, mesh, writer, ckpt, hooks, stream, B * T * S)
+        loop.jit_step = jax.jit(train_step, donate_argnums=0)
+        loop.jit_eval = jax.jit(eval_step)
+        summary = loop.run(state, start, keys)
+    finally:
+        writer.close()
+        ckpt.close()
+    summary.update(time_s=time.time() - t_start, resumed_from=start or None)
+    return summary
+
+
+def json_roundtrip(obj):
+    import json
+
+    return json.loads(json.dumps(obj))
+
+
+class _Loop:
+    """The host side of training: steps, flushes (NaN check, logs), evals, hooks, saves."""
+
+    def __init__(self, config, model, dataset, mesh, writer, ckpt, hooks, stream, tokens):
+        self.config, self.model, self.dataset, self.mesh = config, model, dataset, mesh
+        self.writer, self.ckpt, self.hooks, self.stream = writer, ckpt, hooks, stream
+        self.tokens_per_step = tokens
+        self.lm = model_is_token_lm(dataset.model_spec)
+
+    def flush(self, pending, t0) -> dict:
+        """Fetch the pending measurements; stop on NaN/Inf; write one train record."""
+        host = jax.device_get([m for _, m in pending])
+        for (step, _), m in zip(pending, host):
+            for name in ("loss", "grad_norm"):
+                v = np.asarray(m[name])
+                if not np.all(np.isfinite(v)):
+                    good = self.ckpt.latest_step()
+                    raise NonFiniteError(
+                        f"non-finite {name} ({v.tolist()}) at step {step}; training stopped. "
+                        f"Last good checkpoint: "
+                        + (f"step {good} in {self.ckpt.directory}" if good else "none")
+                    )
+        dt = max(time.time() - t0, 1e-9)
+        values = {k: np.mean([m[k] for m in host], axis=0) for k in host[0] if k != "lr"}
+        values["lr"] = host[-1]["lr"]
+        values["tokens_per_s"] = len(pending) * self.tokens_per_step / dt
+        step = pending[-1][0]
+        record = self.writer.write(step, "train", values)
+        n = self.config.train.num_steps
+        self.writer.log(
+            f"step {step:>6}/{n} | loss {record['loss']:.4f} | grad_norm "
+            f"{record['grad_norm']:.3f} | lr {record['lr']:.2e} | "
+            f"{record['tokens_per_s']:,.0f} tok/s"
+        )
+        self.writer.progress(
+            step, loss=f"{record['loss']:.4f}", tok_s=f"{values['tokens_per_s']:,.0f}"
+        )
+        return record
+
+    def evaluate(self, state) -> dict:
+        """Mean of the model's aux over ``dataset.eval_batches()``, carry carried (streams)."""
+        carry = jax.tree.map(jnp.zeros_like, state["carry"]) if self.stream else None
+        sums, n = None, 0
+        for batch in self.dataset.eval_batches():
+            aux, carry = self.jit_eval(state["params"], carry, shard_batch(batch, self.mesh))
+            sums = aux if sums is None else jax.tree.map(jnp.add, sums, aux)
+            n += 1
+        if n == 0:
+            return {}
+        out = {f"val_{k}": np.asarray(v) / n for k, v in jax.device_get(sums).items()}
+        if self.lm and "val_loss" in out:
+            out["val_bpc"] = out["val_loss"] / np.log(2.0)  # bits per token
+        return out
+
+    def run(self, state, start: int, keys) -> dict:
+        tc = self.config.train
+        t_start = t0 = time.time()
+        pending, train, evals, stopped_early = [], {}, {}, False
+        step = start
+        while step < tc.num_steps:
+            batch, reset = self.dataset.train_batch(step)
+            batch = shard_batch(batch, self.mesh)
+            state, m = self.jit_step(state, batch, jnp.asarray(bool(reset)), keys)
+            step += 1
+            pending.append((step, m))
+            out_of_time = 0 < tc.time_limit_s < time.time() - t_start
+            if jax.process_count() > 1:  # every process must stop at the same step
+                from jax.experimental import multihost_utils
+
+                out_of_time = bool(multihost_utils.broadcast_one_to_all(np.bool_(out_of_time)))
+            last = step == tc.num_steps or out_of_time
+            do_eval = step % tc.eval_every == 0 or last
+            do_probe = bool(self.hooks) and (
+                step % tc.probe_every == 0 if tc.probe_every else do_eval
+            )
+            do_ckpt = last or (tc.checkpoint_every and step % tc.checkpoint_every == 0)
+            flushed = step % tc.log_every == 0 or do_eval or do_ckpt or do_probe
+            if flushed:
+                train = self.flush(pending, t0)
+                pending = []
+            if do_eval:
+                evals = self.writer.write(step, "eval", self.evaluate(state))
+            if do_probe:
+                probes = {}
+                for hook in self.hooks:
+                    probes.update(hook(step, state["params"], self.model, self.dataset) or {})
+                self.writer.write(step, "probe", probes)
+            if do_ckpt:
+                val = evals.get("val_loss") if do_eval else None
+                self.ckpt.save(step, state, val_loss=val)
+            if flushed:  # tokens/s counts training time only, not evals and saves
+                t0 = time.time()
+            if out_of_time and step < tc.num_steps:
+                stopped_early = True
+                self.writer.log(
+                    f"time limit of {tc.time_limit_s:g} s reached at step {step}/{tc.num_steps}; "
+                    "checkpoint saved: run the same command again to continue"
+                )
+                break
+        if step == start:  # nothing left to train: report the checkpoint as it is
+            evals = {"step": step, **metrics_lib.scalars(self.evaluate(state))}
+        summary = {"step": step, "num_steps": tc.num_steps, "stopped_early": stopped_early}
+        summary.update({f"train_{k}": v for k, v in train.items() if k not in ("step", "kind")})
+        summary.update({k: v for k, v in evals.items() if k not in ("step", "kind")})
+        best = self.ckpt.best_step()
+        summary.update(best_step=best, best_val_loss=best and self.ckpt.val_loss(best))
+        params = state["params"]
+        summary["num_params"] = int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))
+        summary["num_params"] //= tc.num_seeds
+        return summary
+
+
+def model_is_token_lm(spec: dict) -> bool:
+    """A per-step softmax over a vocabulary of tokens (bits per token make sense)."""
+    return (
+        bool(spec.get("vocab_size"))
+        and spec.get("readout", "all") == "all"
+        and (spec.get("loss", "xent") == "xent")
+    )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclasses.dataclass
+class Run:
+    """A finished (or running) run, read back from its workdir by :func:`load_run`."""
+
+    model: Any  # the Flax module (rnnlab.models.build of the run's config and model_spec)
+    params: Any  # nested dict of arrays (one seed's, see load_run)
+    config: ml_collections.ConfigDict
+    metadata: dict  # data.json without model_spec (vocab, split, ...)
+    model_spec: dict
+    step: int  # the checkpoint's step
+    which: str  # "best" (lowest val loss) or "latest"
+    workdir: pathlib.Path
+
+
+def load_run(workdir, *, which: str = "best", seed_index: int = 0) -> Run:
+    """Read a workdir: the model, the params of the best checkpoint (lowest validation loss;
+    ``which="latest"`` for the newest), the config and the dataset metadata.
+
+    Falls back to the newest checkpoint that restores when the best is missing or corrupt
+    (reported). With ``num_seeds > 1`` the params of seed ``seed_index`` are returned.
+    """
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    path = pathlib.Path(workdir)
+    for name in ("config.json", "data.json", "checkpoints"):
+        if not (path / name).exists():
+            raise FileNotFoundError(f"{str(path)!r} is not an rnnlab workdir: no {name}")
+    config = ml_collections.ConfigDict(metrics_lib.read_json(path / "config.json"))
+    metadata = metrics_lib.read_json(path / "data.json")
+    spec = metadata.pop("model_spec")
+    model = models.build(config.model, spec)
+    ckpt = checkpoint.Checkpoints(path / "checkpoints", read_only=True)
+    try:
+        step, state = None, None
+        best = ckpt.best_step() if which == "best" else None
+        if best is not None:
+            try:
+                step, state = ckpt.restore(step=best)
+            except Exception as err:
+                print(f"best checkpoint (step {best}) does not restore ({type(err).__name__})")
+        if state is None:
+            which = "latest"
+            step, state = ckpt.restore()
+        if state is None:
+            raise FileNotFoundError(f"no restorable checkpoint in {str(path / 'checkpoints')!r}")
+    finally:
+        ckpt.close()
+    params = state["params"]
+    S = config.train.num_seeds
+    if S > 1:
+        if not 0 <= seed_index < S:
+            raise ValueError(f"seed_index must lie in [0, {S}), got {seed_index}")
+        params = jax.tree.map(lambda p: p[seed_index], params)
+    return Run(model, params, config, metadata, spec, int(step), which, path)
