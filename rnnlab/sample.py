@@ -1,0 +1,206 @@
+"""Generation from a character language model: one compiled loop, as in char-rnn's sample.lua.
+
+Given a trained :func:`rnnlab.models.CharLM` (``tokens [B, T] -> logits [B, T, V]``):
+
+1. the prime text runs through the model in one call (the engine's scan), warming the state;
+   its last logits give the distribution of the first new character. An empty prime starts
+   from the zero state with a newline as the (unprinted) prime when the vocabulary has one,
+   else from a uniform first character (sample.lua's choice);
+2. ``jax.lax.scan`` over the ``length`` new characters: draw ``x_t`` from
+   ``softmax(logits / temperature)`` (restricted to the ``top_k`` likeliest when ``top_k > 0``;
+   the likeliest when ``argmax``), then one model step on ``x_t`` gives the next logits.
+
+The whole loop is one jitted function (compiled once per prime length, length, top_k and
+argmax; the temperature and the seed are traced), so there is no Python dispatch per
+character. The draw at step ``t`` uses ``fold_in(PRNGKey(seed), t)``: the same seed gives the
+same text. Temperature -> 0 approaches argmax; temperature 1 samples the model's own
+distribution; > 1 flattens it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _check(temperature: float, top_k: int, length: int, argmax: bool) -> None:
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0: all characters), got {top_k}")
+    if not argmax and not temperature > 0:
+        raise ValueError(
+            f"temperature must be > 0, got {temperature}; use argmax for the zero-temperature limit"
+        )
+
+
+def draw(key: jax.Array, logits: jax.Array, temperature, *, top_k: int = 0, argmax: bool = False):
+    """One character per row from ``logits [B, V]`` -> ``[B]`` int32."""
+    if argmax:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits.astype(jnp.float32)
+    if 0 < top_k < logits.shape[-1]:
+        kth = jax.lax.top_k(logits, top_k)[0][:, -1:]  # [B, 1]: the k-th largest logit
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    return jax.random.categorical(key, logits / temperature, axis=-1).astype(jnp.int32)
+
+
+class _Static:
+    """Hashes by identity: a Linen module with dict fields is not hashable, but is static."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _Static) and other.obj is self.obj
+
+
+@functools.partial(jax.jit, static_argnames=("static_model", "length", "top_k", "argmax"))
+def _generate(static_model, variables, prime, key, temperature, *, length, top_k, argmax):
+    """``prime [B, P]`` (P may be 0) -> new tokens ``[B, length]``; one compiled program."""
+    model = static_model.obj
+    B, P = prime.shape
+    if P > 0:
+        logits, carry, _ = model.apply(variables, prime)  # warm the state on the whole prime
+        logits = logits[:, -1]  # [B, V]
+    else:  # sample.lua without primetext: zero state, uniform first character
+        carry = None
+        logits = jnp.zeros((B, model.out_features), jnp.float32)
+    if carry is None:  # the zero carry of every layer, built by one throwaway step
+        _, carry, _ = model.apply(variables, jnp.zeros((B, 1), jnp.int32))
+        carry = jax.tree.map(jnp.zeros_like, carry)
+
+    def step(state, t):
+        carry, logits = state
+        x = draw(jax.random.fold_in(key, t), logits, temperature, top_k=top_k, argmax=argmax)
+        logits, carry, _ = model.apply(variables, x[:, None], carry)  # [B, 1, V]
+        return (carry, logits[:, 0]), x
+
+    _, xs = jax.lax.scan(step, (carry, logits), jnp.arange(length))  # xs [length, B]
+    return xs.T
+
+
+def generate(
+    model,
+    params,
+    prime_ids: Sequence[int] | np.ndarray,
+    *,
+    length: int = 2000,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    argmax: bool = False,
+    seed: int = 0,
+) -> np.ndarray:
+    """Sample ``length`` token ids ``[length]`` after ``prime_ids`` from a CharLM.
+
+    Args:
+      model: a :class:`rnnlab.models.SequenceModel` with token inputs (``CharLM``).
+      params: its variables (``{"params": ...}``) or the bare params tree.
+      prime_ids: token ids that warm the state (not repeated in the result); may be empty.
+      length: how many new tokens.
+      temperature: > 0; divides the logits.
+      top_k: sample among the ``top_k`` likeliest tokens (0: all).
+      argmax: greedy decoding (temperature and seed are ignored).
+      seed: the PRNG seed; the same seed gives the same tokens.
+    """
+    _check(temperature, top_k, length, argmax)
+    variables = params if "params" in params else {"params": params}
+    prime = np.asarray(prime_ids, np.int32).reshape(1, -1)
+    V = model.out_features
+    if prime.size and (prime.min() < 0 or prime.max() >= V):
+        raise ValueError(f"prime ids must lie in [0, {V}), got {sorted(set(prime.ravel()))}")
+    out = _generate(
+        _Static(model),
+        variables,
+        jnp.asarray(prime),
+        jax.random.PRNGKey(seed),
+        jnp.float32(temperature if not argmax else 1.0),
+        length=int(length),
+        top_k=int(top_k),
+        argmax=bool(argmax),
+    )
+    return np.asarray(out[0])
+
+
+def sample_text(
+    model,
+    params,
+    vocab,
+    prime: str = "",
+    *,
+    length: int = 2000,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    argmax: bool = False,
+    seed: int = 0,
+) -> str:
+    """``prime`` followed by ``length`` generated characters (char-rnn prints the prime too).
+
+    ``vocab`` maps characters to ids (``rnnlab.data.text.Vocab``: ``chars``, ``encode``,
+    ``decode``). Prime characters outside the vocabulary raise a ValueError that lists them.
+    """
+    chars = list(vocab.chars)
+    unknown = sorted(set(prime) - set(chars))
+    if unknown:
+        raise ValueError(
+            f"prime text has characters outside the model's vocabulary: "
+            f"{''.join(unknown)!r} ({', '.join(repr(c) for c in unknown)}); "
+            f"the vocabulary has {len(chars)} characters"
+        )
+    warm = prime if prime else ("\n" if "\n" in chars else "")
+    ids = generate(
+        model,
+        params,
+        np.asarray(vocab.encode(warm), np.int32),
+        length=length,
+        temperature=temperature,
+        top_k=top_k,
+        argmax=argmax,
+        seed=seed,
+    )
+    return prime + vocab.decode(ids)
+
+
+def sample_workdir(
+    workdir: str | os.PathLike,
+    temperature: float = 1.0,
+    prime: str = "",
+    length: int = 2000,
+    top_k: int = 0,
+    argmax: bool = False,
+    seed: int = 0,
+) -> str:
+    """Sample from the model a run saved in ``workdir`` (the latest checkpoint)."""
+    from rnnlab.train import load_run
+
+    run = load_run(workdir)
+    return sample_text(
+        run.model,
+        run.params,
+        run_vocab(run),
+        prime,
+        length=length,
+        temperature=temperature,
+        top_k=top_k,
+        argmax=argmax,
+        seed=seed,
+    )
+
+
+def run_vocab(run):
+    """The character vocabulary a run trained with (kept in its ``data.json``)."""
+    from rnnlab.data.text import Vocab
+
+    if "vocab" not in run.metadata:
+        raise ValueError(
+            f"{str(run.workdir)!r} is not a character-model run: its data.json has no vocab"
+        )
+    return Vocab.from_json(run.metadata["vocab"])
