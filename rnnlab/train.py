@@ -106,10 +106,6 @@ def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ the steps
 
 
-def _stack(trees: Sequence) -> Any:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
 def make_steps(model, tx, schedule, *, stream: bool, num_seeds: int):
     """``(init, train_step, eval_step)``: pure functions the loop jits.
 
@@ -172,7 +168,7 @@ def make_steps(model, tx, schedule, *, stream: bool, num_seeds: int):
         eval_one = jax.vmap(eval_one, in_axes=(0, 0, None))
 
     def init(keys, batch):
-        state = _stack([init_one(k, batch) for k in keys]) if seeds else init_one(keys[0], batch)
+        state = jax.vmap(init_one, (0, None))(keys, batch) if seeds else init_one(keys[0], batch)
         return {"step": jnp.zeros((), jnp.int32), **state}
 
     def train_step(state, batch, reset, keys):

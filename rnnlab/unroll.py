@@ -120,6 +120,72 @@ def reverse_sequences(x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
     return jnp.take_along_axis(x, idx, axis=1)
 
 
+# ------------------------------------------------------- the parallel path for linear cells
+
+SCANS = ("auto", "sequential", "associative")
+#: ``scan="auto"`` picks the associative scan for linear cells from this length T on, per
+#: backend (CPU: the measured crossover, see the README; GPU/TPU: a parallel scan pays early).
+ASSOCIATIVE_MIN_T = {"cpu": 1 << 30, "gpu": 64, "tpu": 64}
+
+
+def is_linear(cell: nn.Module) -> bool:
+    """Whether ``cell`` has the linear form ``h_t = a_t * h_{t-1} + b_t`` (``linear_coeffs``)."""
+    return hasattr(cell, "linear_coeffs") and hasattr(cell, "readout")
+
+
+def choose_scan(cell: nn.Module, T: int, scan: str = "auto") -> str:
+    """``"sequential"`` or ``"associative"`` for ``cell`` over ``T`` steps (see :func:`unroll`)."""
+    if scan not in SCANS:
+        raise ValueError(f"scan must be one of {SCANS}, got {scan!r}")
+    if scan == "associative" and not is_linear(cell):
+        raise ValueError(
+            "scan='associative' needs a cell linear in its state (with linear_coeffs and "
+            f"readout: mingru, minlstm, lru); {type(cell).__module__}.Cell is not"
+        )
+    if scan != "auto":
+        return scan
+    threshold = ASSOCIATIVE_MIN_T.get(jax.default_backend(), ASSOCIATIVE_MIN_T["gpu"])
+    return "associative" if is_linear(cell) and T >= threshold else "sequential"
+
+
+def _compose(left, right):
+    """``(a1, b1) o (a2, b2) = (a2 a1, a2 b1 + b2)``: step 1 then step 2 of ``h = a h + b``."""
+    (a1, b1), (a2, b2) = left, right
+    return a2 * a1, a2 * b1 + b2
+
+
+def linear_scan(cell, params, carry, inputs: dict, return_states: bool = False):
+    """The associative-scan twin of the ``lax.scan`` in :func:`unroll` (time-major ``inputs``).
+
+    ``h_t = a_t h_{t-1} + b_t`` with ``(a, b) = cell.linear_coeffs(xp)`` ``[T, B, H]``; the
+    initial carry folds into ``b_0 += a_0 h_0``; a perturbation adds to ``b_t``; a masked step
+    (``valid`` false) gets ``a = 1, b = 0`` so the state is frozen, and a zero output. Cells whose
+    carry is not the linear state itself (LRU: complex state, real-packed carry) convert with
+    ``unpack_carry`` / ``pack_carry``. Returns ``(final_carry, (ys [T, B, O], states | None))``.
+    """
+    unpack = getattr(cell, "unpack_carry", lambda c: c)
+    pack = getattr(cell, "pack_carry", lambda h: h)
+    xp = inputs["xp"]  # [T, B, G]
+    a, b_step = cell.apply(params, xp, method="linear_coeffs")  # [T, B, H] each
+    h0 = unpack(carry).astype(b_step.dtype)
+    b = b_step
+    if "eps" in inputs:
+        b = b + unpack(inputs["eps"]).astype(b.dtype)
+    if "valid" in inputs:
+        valid = inputs["valid"][..., None]  # [T, B, 1]
+        a = jnp.where(valid, a, jnp.ones_like(a))
+        b = jnp.where(valid, b, jnp.zeros_like(b))
+    b = b.at[0].add(a[0] * h0)
+    _, hs = jax.lax.associative_scan(_compose, (a, b), axis=0)  # hs[t] = h_t, [T, B, H]
+    # y_t reads the state *before* eps_t is added (as cell.step does): a_t h_{t-1} + b_t.
+    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    ys = cell.apply(params, a * h_prev + b_step, xp, method="readout")  # [T, B, O]
+    if "valid" in inputs:
+        ys = jnp.where(valid, ys, jnp.zeros_like(ys))
+    like = lambda h: jax.tree.map(lambda v, c: v.astype(c.dtype), pack(h), carry)
+    return like(hs[-1]), (ys, like(hs) if return_states else None)
+
+
 def unroll(
     cell: nn.Module,
     params,
@@ -132,6 +198,7 @@ def unroll(
     return_states: bool = False,
     remat: bool = False,
     unroll: int = 1,
+    scan: str = "auto",
 ) -> tuple[Carry, jax.Array, Carry | None]:
     """Run one cell over a batch of sequences.
 
@@ -147,6 +214,11 @@ def unroll(
       return_states: also return the carry after every step (leaves ``[B, T, ...]``).
       remat: rematerialize each step in the backward pass (``jax.checkpoint`` on the step).
       unroll: forwarded to ``jax.lax.scan``.
+      scan: ``"sequential"`` (``jax.lax.scan`` over ``cell.step``), ``"associative"``
+        (``jax.lax.associative_scan`` over the linear form, for cells with ``linear_coeffs``:
+        same results to float rounding, O(log T) depth) or ``"auto"`` (associative for linear
+        cells when ``T >= ASSOCIATIVE_MIN_T[backend]``). ``remat`` and ``unroll``
+        apply to the sequential scan only.
 
     Returns:
       ``(final_carry, ys [B, T, O], states or None)``, all in original time order.
@@ -181,7 +253,10 @@ def unroll(
 
     if remat:
         step = jax.checkpoint(step)
-    carry, (ys, states) = jax.lax.scan(step, carry, inputs, unroll=unroll)
+    if choose_scan(cell, T, scan) == "associative":  # linear cells: h_t = a_t h_{t-1} + b_t
+        carry, (ys, states) = linear_scan(cell, params, carry, inputs, return_states)
+    else:
+        carry, (ys, states) = jax.lax.scan(step, carry, inputs, unroll=unroll)
 
     ys = time_major(ys)  # [B, T, O]
     if states is not None:
@@ -230,6 +305,7 @@ class RNN(nn.Module):
     initial_carry: str = "zeros"  # zeros | learned (a given carry is passed to __call__)
     remat: bool = False
     unroll: int = 1
+    scan: str = "auto"  # auto | sequential | associative (linear cells; see unroll)
     cell_options: Mapping | None = None  # the cell's own fields, e.g. {"forget_bias": 1.0}
     dtype: Any = None
     param_dtype: Any = jnp.float32
@@ -320,6 +396,7 @@ class RNN(nn.Module):
                     return_states=return_states,
                     remat=self.remat,
                     unroll=self.unroll,
+                    scan=self.scan,
                 )
                 outs.append(ys)
                 layer_finals.append(final)
