@@ -196,6 +196,27 @@ def optax_norm(tree) -> jax.Array:
     return optax.global_norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
 
 
+_JITTED: dict[tuple, tuple] = {}
+
+
+def jitted_steps(model, optim_config, num_steps: int, stream: bool, num_seeds: int):
+    """``make_steps`` jitted (train step with the state donated), cached per process.
+
+    The cache key is the model's and optimizer's full description, so a second run of the same
+    setup in one process (a sweep, a notebook, the tests) reuses the compiled steps.
+    """
+    classes = tuple(id(v) for v in vars(model).values() if isinstance(v, type))  # user cells
+    key = (repr(model), classes, repr(sorted(optim_config.to_dict().items())), num_steps)
+    key += (stream, num_seeds)
+    if key not in _JITTED:
+        if len(_JITTED) >= 8:  # a long sweep in one process: drop the oldest
+            _JITTED.pop(next(iter(_JITTED)))
+        tx, schedule = optim.make(optim_config, num_steps)
+        init, step, evaluate = make_steps(model, tx, schedule, stream=stream, num_seeds=num_seeds)
+        _JITTED[key] = (jax.jit(init), jax.jit(step, donate_argnums=0), jax.jit(evaluate))
+    return _JITTED[key]
+
+
 # --------------------------------------------------------------------------- devices
 
 
@@ -340,7 +361,7 @@ def train_and_evaluate(
         dataset = data_lib.make(config.data.name, **data_kwargs(config))
     spec = dict(dataset.model_spec)
     model = models.build(config.model, spec)
-    tx, schedule = optim.make(config.optim, tc.num_steps)
+    optim.make(config.optim, tc.num_steps)  # bad optimizer settings fail here, before any work
     stream = dataset.kind == "stream"
     first, _ = dataset.train_batch(0)
     B, T = np.shape(first["inputs"])[:2]
@@ -353,7 +374,7 @@ def train_and_evaluate(
 
     S = tc.num_seeds
     keys = jnp.stack([jax.random.PRNGKey(config.seed + s) for s in range(S)])  # [S, 2]
-    init, train_step, eval_step = make_steps(model, tx, schedule, stream=stream, num_seeds=S)
+    init, train_step, eval_step = jitted_steps(model, config.optim, tc.num_steps, stream, S)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     keys = jax.device_put(keys, replicated)
     sample = shard_batch(first, mesh)
@@ -371,7 +392,7 @@ def train_and_evaluate(
         quarantine = lambda s, err: ckpt.quarantine(s) if active else None
         start, state = ckpt.restore(abstract, on_corrupt=quarantine)
         if state is None:
-            start, state = 0, jax.jit(init, out_shardings=replicated)(keys, sample)
+            start, state = 0, jax.device_put(init(keys, sample), replicated)
         else:
             writer.log(f"resumed from the checkpoint at step {start} in {path / 'checkpoints'}")
         writer.truncate_after(start)
@@ -379,8 +400,7 @@ def train_and_evaluate(
             metrics_lib.write_json(path / "config.json", json_roundtrip(config.to_dict()))
             metrics_lib.write_json(path / "data.json", {**dataset.metadata(), "model_spec": spec})
         loop = _Loop(config, model, dataset, mesh, writer, ckpt, hooks, stream, B * T * S)
-        loop.jit_step = jax.jit(train_step, donate_argnums=0)
-        loop.jit_eval = jax.jit(eval_step)
+        loop.jit_step, loop.jit_eval = train_step, eval_step
         summary = loop.run(state, start, keys)
     finally:
         writer.close()
