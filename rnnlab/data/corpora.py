@@ -55,23 +55,27 @@ def load(spec: str | os.PathLike | None = None) -> str:
 
 def default_files(max_chars: int = DEFAULT_MAX_CHARS) -> list[pathlib.Path]:
     """The stdlib source files the default corpus is made of, in order."""
-    folder = pathlib.Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
-    chosen, total = [], 0
-    for path in files:
-        size = len(_section(path))
-        if total + size > max_chars:
-            break
-        chosen.append(path)
-        total += size
-    if not chosen:
-        raise RuntimeError(f"no Python source files found in the standard library at {folder}")
-    return chosen
+    return [path for path, _ in _default_sections(max_chars)]
 
 
 def default_corpus(max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """The Python standard library's source, concatenated (at most ``max_chars`` characters)."""
-    return "".join(_section(p) for p in default_files(max_chars))
+    return "".join(section for _, section in _default_sections(max_chars))
+
+
+def _default_sections(max_chars: int) -> list[tuple[pathlib.Path, str]]:
+    folder = pathlib.Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+    chosen, total = [], 0
+    for path in files:
+        section = _section(path)
+        if total + len(section) > max_chars:
+            break
+        chosen.append((path, section))
+        total += len(section)
+    if not chosen:
+        raise RuntimeError(f"no Python source files found in the standard library at {folder}")
+    return chosen
 
 
 def _section(path: pathlib.Path) -> str:
