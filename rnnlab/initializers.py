@@ -49,8 +49,12 @@ def gaussian(spectral_radius: float = 1.0, n_blocks: int = 1):
 
     def block(key, shape, dtype):
         w = jax.random.normal(key, shape, jnp.float32) / np.sqrt(shape[0])
-        # eigvals runs on the host (numpy): initialization happens once, outside jit.
-        rho = float(np.max(np.abs(np.linalg.eigvals(np.asarray(w, np.float64)))))
+        # eigvals runs on the host (numpy) through a callback, so the initializer also traces
+        # (Flax re-runs param initializers under jax.eval_shape in apply to check shapes).
+        radius = lambda m: np.max(np.abs(np.linalg.eigvals(np.asarray(m, np.float64))))
+        rho = jax.pure_callback(
+            lambda m: np.asarray(radius(m), np.float32), jax.ShapeDtypeStruct((), jnp.float32), w
+        )
         return (w * (spectral_radius / rho)).astype(dtype)
 
     return _blockwise(block, n_blocks)
