@@ -52,6 +52,11 @@ class Dataset(Protocol):
 # name -> "module:factory" (module relative to rnnlab.data). Each module documents its datasets.
 REGISTRY = {
     "text": "text:make",
+    "adding": "tasks:make_adding",
+    "adding_hochreiter": "tasks:make_adding_hochreiter",
+    "copy": "tasks:make_copy",
+    "temporal_order": "tasks:make_temporal_order",
+    "parity": "tasks:make_parity",
 }
 
 
