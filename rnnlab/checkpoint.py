@@ -60,7 +60,11 @@ class Checkpoints:
             create=not read_only,
             read_only=read_only,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=options,
+            item_handlers={"state": ocp.StandardCheckpointHandler()},
+        )
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -87,7 +91,21 @@ class Checkpoints:
         )
         self.manager.wait_until_finished()
 
+    def abstract_state(self, step: int, sharding=None):
+        """The saved tree of ``step`` as ``jax.ShapeDtypeStruct`` leaves placed by ``sharding``
+        (default: the first local device), so a checkpoint written on N devices loads on any."""
+        import jax
+
+        sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        tree = self.manager.item_metadata(step)["state"]
+        tree = getattr(tree, "tree", tree)
+        return jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), tree
+        )
+
     def _restore_one(self, step: int, abstract_state):
+        if abstract_state is None:
+            abstract_state = self.abstract_state(step)
         arg = ocp.args.StandardRestore(abstract_state)
         return self.manager.restore(step, args=ocp.args.Composite(state=arg))["state"]
 
@@ -101,7 +119,7 @@ class Checkpoints:
         """Restore ``step`` (default: the newest one that restores); ``(None, None)`` if none.
 
         ``abstract_state``: a pytree of ``jax.ShapeDtypeStruct`` (with shardings) giving the
-        structure and placement; ``None`` restores the saved structure as nested dicts/lists.
+        structure and placement; ``None``: the saved structure (nested dicts/lists) on one device.
         A step that fails to restore is reported (and passed to ``on_corrupt``), then the next
         older one is tried. Asking for a specific ``step`` that fails raises.
         """
