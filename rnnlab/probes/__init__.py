@@ -52,6 +52,7 @@ PROBES = ("grad_norms", "jacobian", "lyapunov", "spectral", "saturation", "state
 __all__ = [
     "PROBES",
     "cell_grad_norms",
+    "decay_rate",
     "cell_jacobian_spectrum",
     "cell_lyapunov",
     "cell_saturation",
@@ -68,8 +69,15 @@ __all__ = [
 ]
 
 
-def _tolist(tree):
-    return jax.tree.map(lambda a: np.asarray(a).round(8).tolist(), tree)
+def decay_rate(norms) -> float:
+    """Least-squares slope of ``log ||dL/dh_t||`` against ``t`` (nats per step; > 0 means the
+    gradient shrinks going back in time, at ``exp(-rate)`` per step)."""
+    with np.errstate(divide="ignore"):  # exact zeros (dead ReLUs) are left out below
+        logs = np.log(np.asarray(norms, np.float64))
+    ok = np.isfinite(logs)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.flatnonzero(ok), logs[ok], 1)[0])
 
 
 def make_hook(
@@ -77,12 +85,15 @@ def make_hook(
     *,
     batch_size: int = 8,
     lyapunov_k: int = 4,
+    seed_index: int = 0,
 ) -> Callable:
     """A training hook ``hook(step, params, model, dataset) -> dict`` running ``probes``.
 
     It reads the first ``batch_size`` sequences of the dataset's first eval batch and the first
-    layer of the model (``jacobian`` uses the first sequence). Keys are ``probe/...``; arrays
-    become lists so the dict is JSON-able.
+    layer of the model (``jacobian`` uses the first sequence); with ``train.num_seeds > 1`` the
+    params of seed ``seed_index``. Keys are ``probe/...`` and every value
+    is a scalar summary (first/last gradient norm and its log-decay rate per step, mean/last
+    state norm, each Lyapunov exponent, ...): the full curves come from the functions above.
     """
     unknown = sorted(set(probes) - set(PROBES))
     if unknown:
@@ -92,26 +103,33 @@ def make_hook(
         batch = next(iter(dataset.eval_batches()))
         batch = {k: np.asarray(v)[:batch_size] for k, v in batch.items()}
         params = _carry.wrap(params)
+        if np.ndim(params["params"]["head"]["kernel"]) == 3:  # train.num_seeds > 1: [S, ...]
+            params = jax.tree.map(lambda a: a[seed_index], params)
         cell = _carry.model_cells(model)[0]
         cparams = _carry.layer_params(params, 0)
         xs = model.apply(params, jnp.asarray(batch["inputs"]), method="embed_inputs")
         out = {}
         if "grad_norms" in probes:
             loss = dataset.model_spec.get("loss", "xent")
-            g = model_grad_norms(model, params, batch, loss=loss)["layer_0"]
-            out["grad_norms"] = g["total"]
+            g = np.asarray(model_grad_norms(model, params, batch, loss=loss)["layer_0"]["total"])
+            g = g[g > 0]  # t = T-1 is 0 under a last-step readout (see grad_norms)
+            out["grad_norms/first"], out["grad_norms/last"] = g[0], g[-1]
+            out["grad_norms/log_decay_per_step"] = decay_rate(g)
         if "state_norms" in probes:
-            out["state_norms"] = cell_state_norms(cell, cparams, xs)["total"]
+            n = np.asarray(cell_state_norms(cell, cparams, xs)["total"])
+            out["state_norms/mean"], out["state_norms/last"] = n.mean(), n[-1]
         if "lyapunov" in probes:
-            out["lyapunov"] = cell_lyapunov(cell, cparams, xs, k=lyapunov_k)
+            for i, lam in enumerate(np.asarray(cell_lyapunov(cell, cparams, xs, k=lyapunov_k))):
+                out[f"lyapunov/{i}"] = lam
         if "jacobian" in probes:
-            out["jacobian_top_sv"] = cell_jacobian_spectrum(cell, cparams, xs[0])[:, 0]
+            out["jacobian/top_sv_max_lag"] = cell_jacobian_spectrum(cell, cparams, xs[0])[0, 0]
         if "spectral" in probes:
             for name, stats in cell_spectral(cell, cparams, xs.shape[-1]).items():
                 out.update({f"spectral/{name}/{k}": v for k, v in stats.items()})
         if "saturation" in probes:
             for name, stats in cell_saturation(cell, cparams, xs).items():
                 out[f"saturation/{name}"] = stats["saturated"]
-        return {f"probe/{k}": v for k, v in _tolist(out).items()}
+        # Scalars only: the metrics writer reads array values as per-seed lists.
+        return {f"probe/{k}": float(v) for k, v in out.items()}
 
     return hook

@@ -114,7 +114,7 @@ def model_cells(model) -> list[nn.Module]:
 
 def layer_params(params, layer: int):
     """The cell params of layer ``layer`` of a SequenceModel."""
-    return {"params": wrap(params)["params"]["rnn"][f"layer_{layer}"]["fwd"]}
+    return wrap(wrap(params)["params"]["rnn"][f"layer_{layer}"]["fwd"])  # RNN keeps cell.init's
 
 
 def per_example_loss(outputs: jax.Array, batch: dict, loss: str) -> jax.Array:

@@ -1,0 +1,142 @@
+"""Figures for the gradient-flow experiments: one color per cell, the data beside every PNG.
+
+Every figure is written as ``NAME.png`` with ``NAME.json`` beside it holding the plotted data, so
+a figure can be redrawn or checked without rerunning anything. Colors are fixed per cell name
+(:data:`CELL_COLORS`; unknown cells get a stable color from their name), so a cell looks the
+same in every figure of the lab.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+CELL_COLORS = {
+    "elman": "#d62728",  # red
+    "jordan": "#ff7f0e",  # orange
+    "lstm": "#1f77b4",  # blue
+    "gru": "#2ca02c",  # green
+    "indrnn": "#9467bd",  # purple
+    "lru": "#8c564b",  # brown
+    "mingru": "#17becf",  # cyan
+    "minlstm": "#e377c2",  # pink
+    "irnn": "#bcbd22",  # olive (Elman with identity init, ReLU)
+}
+_EXTRA = ("#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d")
+
+
+def color(name: str) -> str:
+    """The fixed color of a cell (or cell variant ``"lstm/chrono"``: the cell's color)."""
+    base = name.split("/")[0].split(":")[0]
+    if base in CELL_COLORS:
+        return CELL_COLORS[base]
+    return _EXTRA[int(hashlib.md5(base.encode()).hexdigest(), 16) % len(_EXTRA)]
+
+
+def _clean(obj):
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return (
+            [_clean(v) for v in np.asarray(obj, dtype=object).tolist()]
+            if np.ndim(obj)
+            else _clean(np.asarray(obj).item())
+        )
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def save(fig, path, data) -> pathlib.Path:
+    """Write ``fig`` to ``path`` (.png) and ``data`` to the same name with .json; close it."""
+    path = pathlib.Path(path).with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    path.with_suffix(".json").write_text(json.dumps(_clean(data), indent=1) + "\n")
+    return path
+
+
+def lines(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = False,
+    logy: bool = False,
+    styles: Mapping[str, dict] | None = None,
+    hlines: Mapping[str, float] | None = None,
+    notes: Mapping | None = None,
+) -> pathlib.Path:
+    """One line per ``label -> (x, y)``, colored by the cell in the label (see :func:`color`).
+
+    ``styles[label]`` overrides matplotlib keywords (e.g. ``{"linestyle": "--"}``); ``hlines``
+    draws labelled horizontal reference lines (a task's baseline); ``notes`` goes into the JSON.
+    """
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    for label, (x, y) in series.items():
+        kw = {"color": color(label), "linewidth": 1.6}
+        kw.update((styles or {}).get(label, {}))
+        ax.plot(np.asarray(x), np.asarray(y, dtype=float), label=label, **kw)
+    for label, yv in (hlines or {}).items():
+        ax.axhline(yv, color="black", linestyle=":", linewidth=1.0)
+        ax.annotate(label, (0.01, yv), xycoords=("axes fraction", "data"), fontsize=8,
+                    va="bottom")  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2 if len(series) > 6 else 1, frameon=False)
+    data = {
+        "xlabel": xlabel,
+        "ylabel": ylabel,
+        "series": {k: {"x": v[0], "y": v[1]} for k, v in series.items()},
+        "hlines": dict(hlines or {}),
+        "notes": dict(notes or {}),
+    }
+    return save(fig, path, data)
+
+
+def vanishing(
+    curves: Mapping[str, Mapping[str, Sequence[float]]], path, *, title: str = "", notes=None
+) -> pathlib.Path:
+    """The headline figure: ``||dL/dh_t||`` against the lag ``T-1-t`` (log scale), per cell;
+    dashed at initialization, solid after training. ``curves[cell] = {"init": [T], "trained":
+    [T]}`` indexed by ``t``; zero entries (nothing to differentiate) are left out."""
+    series, styles = {}, {}
+    for cell, by_phase in curves.items():
+        for phase, g in by_phase.items():
+            g = np.asarray(g, dtype=float)
+            lag = g.shape[0] - 1 - np.arange(g.shape[0])
+            keep = g > 0
+            label = f"{cell} ({phase})"
+            series[label] = (lag[keep], g[keep])
+            styles[label] = {"linestyle": "--" if phase == "init" else "-",
+                             "alpha": 0.7 if phase == "init" else 1.0}  # fmt: skip
+    return lines(
+        series,
+        path,
+        xlabel="lag T-1-t (steps back from the loss)",
+        ylabel="||dL/dh_t||  (batch mean, whole state)",
+        title=title,
+        logy=True,
+        styles=styles,
+        notes=notes,
+    )
