@@ -114,7 +114,9 @@ def from_state_dict(
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     if kind != "rnn" and nonlinearity != "tanh":
-        raise ValueError(f"nonlinearity applies to kind='rnn' only, got {nonlinearity!r} for {kind}")
+        raise ValueError(
+            f"nonlinearity applies to kind='rnn' only, got {nonlinearity!r} for {kind}"
+        )
     H, G = hidden_size, GATES[kind] * hidden_size
     suffixes = ("", "_reverse") if bidirectional else ("",)
     expected = {

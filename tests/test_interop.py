@@ -67,7 +67,9 @@ def test_bad_state_dict_names_missing_and_unexpected_keys():
     _, state = load(FIXTURES[0])
     state = dict(state)
     state["weight_hr_l0"] = state.pop("weight_hh_l0")
-    with pytest.raises(ValueError, match=r"missing \['weight_hh_l0'\].*unexpected \['weight_hr_l0'\]"):
+    with pytest.raises(
+        ValueError, match=r"missing \['weight_hh_l0'\].*unexpected \['weight_hr_l0'\]"
+    ):
         interop.from_state_dict("rnn", state, num_layers=1, bidirectional=False, hidden_size=5)
 
 
