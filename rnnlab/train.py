@@ -109,7 +109,8 @@ def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def make_steps(model, tx, schedule, *, stream: bool, num_seeds: int):
     """``(init, train_step, eval_step)``: pure functions the loop jits.
 
-    ``init(keys, batch) -> state`` with ``state = {"step", "params", "opt_state"[, "carry"]}``;
+    ``init(key, batch) -> state`` (one seed) with ``state = {"step", "params", "opt_state"
+    [, "carry"]}``;
     ``train_step(state, batch, reset, keys) -> (state, measurements)``;
     ``eval_step(params, carry, batch) -> (aux, carry)``. With ``num_seeds > 1`` params, optimizer
     state, carry and measurements have a leading ``[S]`` axis.
@@ -167,9 +168,8 @@ def make_steps(model, tx, schedule, *, stream: bool, num_seeds: int):
         train_one = jax.vmap(train_one, in_axes=(0, 0, 0, None, None, 0, None))
         eval_one = jax.vmap(eval_one, in_axes=(0, 0, None))
 
-    def init(keys, batch):
-        state = jax.vmap(init_one, (0, None))(keys, batch) if seeds else init_one(keys[0], batch)
-        return {"step": jnp.zeros((), jnp.int32), **state}
+    def init(key, batch):  # one seed; seeds are stacked by `jitted_steps`
+        return {"step": jnp.zeros((), jnp.int32), **init_one(key, batch)}
 
     def train_step(state, batch, reset, keys):
         step = state["step"]
@@ -213,7 +213,16 @@ def jitted_steps(model, optim_config, num_steps: int, stream: bool, num_seeds: i
             _JITTED.pop(next(iter(_JITTED)))
         tx, schedule = optim.make(optim_config, num_steps)
         init, step, evaluate = make_steps(model, tx, schedule, stream=stream, num_seeds=num_seeds)
-        _JITTED[key] = (jax.jit(init), jax.jit(step, donate_argnums=0), jax.jit(evaluate))
+        init_one = jax.jit(init)
+
+        def init_seeds(keys, batch):  # S inits with one compile (and equal to S single runs)
+            states = [init_one(keys[s], batch) for s in range(num_seeds)]
+            if num_seeds == 1:
+                return states[0]
+            stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+            return {**stacked, "step": states[0]["step"]}
+
+        _JITTED[key] = (init_seeds, jax.jit(step, donate_argnums=0), jax.jit(evaluate))
     return _JITTED[key]
 
 

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from rnnlab import data, train
 from rnnlab import config as config_lib
+from rnnlab import data, train
 
 TEXT = "".join(f"{i % 4} we few, we happy few, we band of brothers;\n" for i in range(12))
 

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from rnnlab import data, train
 from rnnlab import config as config_lib
+from rnnlab import data, train
 
 HERE = pathlib.Path(__file__).parent
 TEXT = "".join(

@@ -126,7 +126,7 @@ def test_one_step_changes_every_parameter():
     init, step, _ = train.make_steps(model, tx, schedule, stream=False, num_seeds=1)
     keys = jax.random.PRNGKey(0)[None]
     batch = {k: jnp.asarray(v) for k, v in ds.train_batch(0)[0].items()}
-    state = jax.jit(init)(keys, batch)
+    state = jax.jit(init)(keys[0], batch)
     before = jax.device_get(state["params"])  # the step donates (reuses) the state's buffers
     new, m = jax.jit(step, donate_argnums=0)(state, batch, jnp.asarray(True), keys)
     assert int(new["step"]) == 1
@@ -175,31 +175,41 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_model_losses():
-    """xent with masks and per-sequence targets; mse; the aux the trainer logs."""
-    logits_model = models.SequenceModel(out_features=3, hidden_size=4, vocab_size=5, embed_dim=3)
+    """xent with masks, seq_lengths and per-sequence targets; mse; the aux the trainer logs."""
+    lm = models.SequenceModel(out_features=3, hidden_size=4, vocab_size=5, embed_dim=3)
     ids = jnp.array([[1, 2, 3, 4], [0, 1, 2, 0]])
-    params = logits_model.init(jax.random.PRNGKey(0), ids)
-    logits, _, _ = logits_model.apply(params, ids)
     targets = jnp.array([[0, 1, 2, 0], [2, 2, 1, 0]])
     mask = jnp.array([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
-    loss, aux, _ = logits_model.apply(
-        params, {"inputs": ids, "targets": targets, "mask": mask}, method="loss"
-    )
+    params = jax.jit(lm.init)(jax.random.PRNGKey(0), ids)
+
+    @jax.jit
+    def losses(params):
+        logits, _, _ = lm.apply(params, ids)
+        masked = lm.apply(params, {"inputs": ids, "targets": targets, "mask": mask}, method="loss")
+        lengths = {"inputs": ids, "targets": targets, "seq_lengths": jnp.array([2, 1])}
+        return logits, masked[:2], lm.apply(params, lengths, method="loss")[0]
+
+    logits, (loss, aux), loss_lengths = losses(params)
     nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
     np.testing.assert_allclose(loss, (nll * mask).sum() / 3, rtol=1e-6)
-    assert set(aux) == {"loss", "accuracy"}
-    lengths = jnp.array([2, 1])  # seq_lengths give the same weights as that mask
-    loss2, _, _ = logits_model.apply(
-        params, {"inputs": ids, "targets": targets, "seq_lengths": lengths}, method="loss"
-    )
-    np.testing.assert_allclose(loss2, loss, rtol=1e-6)
+    hits = (jnp.argmax(logits, -1) == targets) * mask
+    np.testing.assert_allclose(aux["accuracy"], hits.sum() / 3, rtol=1e-6)
+    np.testing.assert_allclose(loss_lengths, loss, rtol=1e-6)  # lengths weigh like that mask
     with pytest.raises(ValueError, match="int targets of shape"):
-        logits_model.apply(params, {"inputs": ids, "targets": targets[:, 0]}, method="loss")
+        jax.eval_shape(
+            lambda p: lm.apply(p, {"inputs": ids, "targets": targets[:, 0]}, method="loss"),
+            params,
+        )
     reg = models.build(config_lib.get_config().model, {**Regression.model_spec, "out_features": 2})
     x = jnp.ones((3, 5, 2))
-    p = reg.init(jax.random.PRNGKey(1), x)
-    y, _, _ = reg.apply(p, x)
-    loss, aux, _ = reg.apply(p, {"inputs": x, "targets": jnp.zeros((3, 2))}, method="loss")
+    p = jax.jit(reg.init)(jax.random.PRNGKey(1), x)
+
+    @jax.jit
+    def mse(p):
+        y, _, _ = reg.apply(p, x)
+        return y, reg.apply(p, {"inputs": x, "targets": jnp.zeros((3, 2))}, method="loss")[:2]
+
+    y, (loss, aux) = mse(p)
     np.testing.assert_allclose(loss, jnp.mean(y**2), rtol=1e-6)
     assert set(aux) == {"loss"}
     with pytest.raises(KeyError, match="unknown architecture"):
