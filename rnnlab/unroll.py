@@ -58,12 +58,17 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def _dtype(x):
+    """The dtype of an array, tracer, or (nested) list, without tracing anything."""
+    return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
 def check_inputs(xs, seq_lengths=None, *, where: str = "rnn") -> None:
     """Validate ``xs [B, T, D]`` and ``seq_lengths [B]`` in Python, before any trace."""
     shape = np.shape(xs)
     if len(shape) != 3:
         raise ValueError(f"{where}: expected inputs of rank 3 [B, T, D], got shape {shape}")
-    dtype = jnp.result_type(xs)
+    dtype = _dtype(xs)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(
             f"{where}: expected floating-point inputs (float32, bfloat16, ...), got {dtype}; "
@@ -75,10 +80,8 @@ def check_inputs(xs, seq_lengths=None, *, where: str = "rnn") -> None:
     lshape = np.shape(seq_lengths)
     if lshape != (B,):
         raise ValueError(f"{where}: expected seq_lengths of shape ({B},) [B], got {lshape}")
-    if not jnp.issubdtype(jnp.result_type(seq_lengths), jnp.integer):
-        raise ValueError(
-            f"{where}: expected integer seq_lengths, got {jnp.result_type(seq_lengths)}"
-        )
+    if not jnp.issubdtype(_dtype(seq_lengths), jnp.integer):
+        raise ValueError(f"{where}: expected integer seq_lengths, got {_dtype(seq_lengths)}")
     if _is_concrete(seq_lengths):
         lengths = np.asarray(seq_lengths)
         bad = (lengths < 0) | (lengths > T)
@@ -96,9 +99,23 @@ def check_params(cell: nn.Module, params, feature_size: int, *, where: str = "rn
         jax.eval_shape(lambda p, x: cell.apply(p, x, method="project"), params, probe)
     except Exception as err:  # Flax raises ScopeParamShapeError or a dot_general TypeError.
         raise ValueError(
-            f"{where}: inputs have {feature_size} features, which the params do not accept "
+            f"{where}: expected inputs with {_made_for(cell, params, feature_size)} features "
+            f"(what the params were made for), got {feature_size} "
             f"({type(err).__name__}: {str(err).splitlines()[0][:200]})"
         ) from None
+
+
+def _made_for(cell: nn.Module, params, feature_size: int) -> str:
+    """The input width ``params`` were made for: the size, in the given params, of the axis that
+    has ``feature_size`` in freshly made ones (abstract shapes only); ``"?"`` if not found."""
+    x = jax.ShapeDtypeStruct((1, feature_size), jnp.float32)
+    fresh = jax.eval_shape(cell.init, jax.random.key(0), cell.initialize_carry(None, (1, 1)), x)
+    for want, have in zip(jax.tree.leaves(fresh), jax.tree.leaves(params)):
+        if want.ndim == have.ndim and want.shape != have.shape:
+            for w, h in zip(want.shape, have.shape):
+                if w == feature_size != h:
+                    return str(h)
+    return "?"
 
 
 # ------------------------------------------------------------------------------ one layer
@@ -223,6 +240,9 @@ def unroll(
     Returns:
       ``(final_carry, ys [B, T, O], states or None)``, all in original time order.
     """
+    check_inputs(xs, seq_lengths, where="unroll")
+    xs = jnp.asarray(xs)
+    seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
     B, T, D = xs.shape
     if carry is None:
         carry = cell.initialize_carry(None, (B, D))
@@ -360,6 +380,8 @@ class RNN(nn.Module):
           return_states: also return every layer's carry after every step.
         """
         check_inputs(x, seq_lengths, where=f"RNN({self.cell!r})")
+        x = jnp.asarray(x)  # lists and numpy arrays are fine too
+        seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
         for name, given in (("initial_carry", initial_carry), ("perturbation", perturbation)):
             if given is not None and len(given) != self.num_layers:
                 raise ValueError(
