@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnnlab.seq2seq import Conditional, Seq2Seq
 from rnnlab.unroll import RNN, RNNOutput
 
 READOUTS = ("all", "last", "mean")
@@ -194,6 +195,8 @@ def CharLM(vocab_size: int, **kwargs) -> SequenceModel:
 # fields named like the config's model keys (those it lacks are left out) and has ``loss``.
 ARCHITECTURES: dict[str, type] = {
     "sequence": SequenceModel,
+    "seq2seq": Seq2Seq,  # rnnlab/seq2seq.py: encoder-decoder (+ attention, beam search)
+    "conditional": Conditional,  # rnnlab/seq2seq.py: one-to-many, class-conditioned
 }
 
 

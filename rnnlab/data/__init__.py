@@ -57,6 +57,8 @@ REGISTRY = {
     "copy": "tasks:make_copy",
     "temporal_order": "tasks:make_temporal_order",
     "parity": "tasks:make_parity",
+    "strings": "strings:make_transduce",
+    "class_strings": "strings:make_conditional",
 }
 
 
