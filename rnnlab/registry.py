@@ -332,3 +332,56 @@ def train_until(config, workdir, overrides=(), *, solve_mse: float | None = None
         result = {"solved_step": done.step, "step": done.step, "val_loss": done.mse}
     result["time_s"] = time.time() - t0
     return result
+
+
+def eval_curve(workdir) -> tuple[list[int], list[float]]:
+    """``(steps, val_loss)`` of a run's eval records in ``metrics.jsonl``."""
+    steps, vals = [], []
+    for line in (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "eval" and "val_loss" in rec:
+            steps.append(rec["step"])
+            vals.append(rec["val_loss"])
+    return steps, vals
+
+
+def task_grid(config, workdir, runs: dict[str, list[str]], lengths) -> list[dict]:
+    """Train every ``runs[label]`` (override list) at every ``T`` in ``lengths`` into
+    ``workdir/runs/LABEL/T{T}``; ``train.num_seeds`` seeds each (vmapped).
+
+    Returns one row per (label, T): ``label, T, val`` (per-seed final eval losses),
+    ``baseline`` (the task's input-blind score, from its metadata), ``curve`` (eval steps and
+    mean eval loss), ``time_s``.
+    """
+    from rnnlab import data, train
+
+    rows = []
+    for label, overrides in runs.items():
+        for T in lengths:
+            sub = pathlib.Path(workdir) / "runs" / label.replace("/", "_") / f"T{T}"
+            cfg = apply(copy.deepcopy(config), [*overrides, f"data.seq_length={T}"])
+            meta = data.make(cfg.data.name, **train.data_kwargs(cfg)).metadata()["baseline"]
+            t0 = time.time()
+            summary = subrun(cfg, sub)
+            val = summary.get("val_loss_per_seed", [summary["val_loss"]])
+            rows.append({
+                "label": label, "T": T, "val": [float(v) for v in val],
+                "baseline": meta.get("mse", meta.get("xent")), "curve": eval_curve(sub),
+                "time_s": time.time() - t0,
+            })  # fmt: skip
+    return rows
+
+
+def grid_table(rows: list[dict], *, metric: str, solved: float | None = None) -> str:
+    """Markdown: label, T, mean +- std over seeds, min, baseline, (seeds below ``solved``)."""
+    head = f"| run | T | final {metric} (mean +- std over seeds) | best seed | baseline |"
+    head += " solved seeds |" if solved is not None else ""
+    lines = [head, "|---" * (5 + (solved is not None)) + "|"]
+    for r in rows:
+        v = np.asarray(r["val"])
+        line = (f"| {r['label']} | {r['T']} | {v.mean():.4f} +- {v.std():.4f} | {v.min():.4f} "
+                f"| {r['baseline']:.4f} |")  # fmt: skip
+        if solved is not None:
+            line += f" {int((v < solved).sum())}/{len(v)} |"
+        lines.append(line)
+    return "\n".join(lines)
