@@ -47,6 +47,7 @@ from rnnlab import metrics
 VARIANTS = ("default", "smoke", "shakespeare")
 TEMPERATURES = (0.5, 1.0, 1.5)
 SAMPLE_LENGTH = 500
+WARMUP_CHARS = 1000  # samples start after the last 1000 training characters (not shown)
 
 
 def get_config(variant: str | None = None):
@@ -103,12 +104,21 @@ def run(config, workdir: str | os.PathLike) -> dict:
     summary = train_and_evaluate(config, workdir)
     trained = load_run(workdir)  # the best checkpoint (lowest validation loss)
     vocab = sample.run_vocab(trained)
+    warmup = sample.warmup_text(trained, WARMUP_CHARS)  # see rnnlab.sample: a warm state
     samples = {}
     for i, t in enumerate(TEMPERATURES):
         samples[t] = sample.sample_text(
-            trained.model, trained.params, vocab, length=SAMPLE_LENGTH, temperature=t, seed=i
+            trained.model,
+            trained.params,
+            vocab,
+            warmup=warmup,
+            length=SAMPLE_LENGTH,
+            temperature=t,
+            seed=i,
         )
     blocks = [f"----- temperature {t} -----\n{text}\n" for t, text in samples.items()]
+    if warmup:
+        blocks.insert(0, f"(state warmed on the last {len(warmup)} training characters)\n")
     pathlib.Path(workdir, "samples.txt").write_text("\n".join(blocks), encoding="utf-8")
 
     val = summary.get("val_loss")

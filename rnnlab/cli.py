@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--argmax", action="store_true", help="greedy: always the likeliest")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--warmup",
+        type=int,
+        default=1000,
+        help="warm the state on the last N training characters first (0: cold start)",
+    )
 
     viz = sub.add_parser("viz", help="hidden-unit HTML page and feature finder")
     viz.add_argument("workdir")
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     top_k=args.top_k,
                     argmax=args.argmax,
                     seed=args.seed,
+                    warmup_chars=args.warmup,
                 )
             )
         elif args.command == "viz":

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from rnnlab import cli, sample, viz
+from rnnlab import cli, sample, train, viz
 from rnnlab.data import corpora
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -46,6 +46,7 @@ def test_smoke_run_writes_samples_and_results(smoke_run, capsys):
     text = (workdir / "samples.txt").read_text()
     for t in ("0.5", "1.0", "1.5"):
         assert f"----- temperature {t} -----" in text
+    assert text.startswith("(state warmed on the last ")
     saved = json.loads((workdir / "results.json").read_text())
     assert saved["val_loss_nats"] == pytest.approx(results["val_loss_nats"])
     assert saved["val_bits_per_char"] == pytest.approx(saved["val_loss_nats"] / 0.6931471805599453)
@@ -64,6 +65,13 @@ def test_same_command_resumes(smoke_run, capsys):
 
 def test_sample_workdir_is_deterministic(smoke_run):
     _, workdir, _ = smoke_run
+    run = train.load_run(workdir)
+    warm = sample.warmup_text(run, 300)
+    n_train = run.metadata["train_chars"]
+    assert 0 < len(warm) <= 300 and warm.endswith("\n")
+    tail = corpora.load(None)[n_train - 300 : n_train]
+    assert tail.startswith(warm)  # the tail of the training text, cut after its last newline
+    assert sample.warmup_text(run, 0) == ""
     a = sample.sample_workdir(workdir, prime="def ", length=40, seed=5)
     b = sample.sample_workdir(workdir, prime="def ", length=40, seed=5)
     assert a == b and a.startswith("def ") and len(a) == 44

@@ -106,3 +106,15 @@ def test_bad_arguments(lm):
         sample.generate(model, params, [1], length=5, top_k=-1)
     with pytest.raises(ValueError, match="prime ids"):
         sample.generate(model, params, [V], length=5)
+
+
+def test_warmup_context_is_run_but_not_returned(lm):
+    model, params = lm
+    cold = sample.sample_text(model, params, Chars(), "ab", length=30, argmax=True)
+    warm = sample.sample_text(model, params, Chars(), "ab", warmup="j\n", length=30, argmax=True)
+    assert warm.startswith("ab") and len(warm) == 32
+    ids = sample.generate(model, params, Chars().encode("j\nab"), length=30, argmax=True)
+    assert warm == "ab" + Chars().decode(ids)
+    assert cold == "ab" + Chars().decode(
+        sample.generate(model, params, Chars().encode("ab"), length=30, argmax=True)
+    )

@@ -1,0 +1,123 @@
+"""Character-LM quality in a fixed wall-clock budget: char-rnn on tinyshakespeare.
+
+    python benchmarks/charlm_quality.py ../shared/data/tinyshakespeare.txt            # 10 min
+    python benchmarks/charlm_quality.py PATH --minutes 2 model.hidden_size=128        # a trial
+
+Trains the ``shakespeare`` variant of ``experiments/char_rnn.py`` (2-layer LSTM 256, Adam 2e-3,
+warmup + cosine decay, B=32 streams x T=64) on PATH for ``--minutes`` of wall-clock (default 10),
+then prints the validation loss in nats/char and bits/char and samples.
+
+Split: the **last 10%** of the file's characters is validation (111,539 of tinyshakespeare's
+1,115,394), the first 90% training (``rnnlab.data.text``); the loss is the mean over the whole
+validation text, run as 32 contiguous streams with the state carried across chunks.
+
+The budget covers everything from the start of this script to the end of training: a
+calibration (compile + timed steps) sizes ``train.num_steps`` so that the cosine schedule ends
+inside the budget on this machine, and ``train.time_limit_s`` is the hard stop. Run it on a
+quiet machine: other processes slow the steps and the schedule was sized before they came.
+Target (issue 4): validation loss <= 1.40 nats/char in 10 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import pathlib
+import tempfile
+import time
+
+T_START = time.time()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rnnlab import config as config_lib  # noqa: E402
+from rnnlab import data as data_lib  # noqa: E402
+from rnnlab import models, optim, sample, train  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FINAL_EVAL_S = 15.0  # kept free at the end of the budget: the last eval and checkpoint
+
+
+def experiment():
+    spec = importlib.util.spec_from_file_location("char_rnn", ROOT / "experiments" / "char_rnn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def seconds_per_step(config, dataset, steps: int = 20) -> float:
+    """Seconds per train step on this machine now: compile one step, then time ``steps``."""
+    model = models.build(config.model, dataset.model_spec)
+    tx, schedule = optim.make(config.optim, config.train.num_steps)
+    init, step, _ = train.make_steps(model, tx, schedule, stream=True, num_seeds=1)
+    batch = {k: jnp.asarray(v) for k, v in dataset.train_batch(0)[0].items()}
+    keys = jax.random.PRNGKey(config.seed)[None]
+    state = jax.jit(init)(keys, batch)
+    jstep = jax.jit(step, donate_argnums=0)
+    state, m = jstep(state, batch, jnp.asarray(True), keys)
+    jax.block_until_ready(m)
+    t = time.perf_counter()
+    for s in range(steps):
+        batch = {k: jnp.asarray(v) for k, v in dataset.train_batch(s + 1)[0].items()}
+        state, m = jstep(state, batch, jnp.asarray(False), keys)
+    jax.block_until_ready(m)
+    return (time.perf_counter() - t) / steps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("path", help="text file, e.g. ../shared/data/tinyshakespeare.txt")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value")
+    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget")
+    p.add_argument("--workdir", help="fresh folder for the run (default: a temp folder)")
+    args = p.parse_args()
+
+    config = experiment().get_config("shakespeare")
+    config.data.path = args.path
+    config.train.progress = False
+    config_lib.apply_overrides(config, args.overrides)
+    dataset = data_lib.make(config.data.name, **train.data_kwargs(config))
+    workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="charlm_quality_"))
+    if workdir.exists() and any(workdir.iterdir()):
+        raise SystemExit(f"{workdir} is not empty: a timed run needs a fresh workdir")
+
+    budget = 60.0 * args.minutes
+    step_s = seconds_per_step(config, dataset)
+    evals_s = dataset.num_eval_batches * step_s / 3  # one validation pass (forward only)
+    left = budget - (time.time() - T_START) - FINAL_EVAL_S
+    per_step = 1.03 * step_s + evals_s / config.train.eval_every  # 3%: logs, checkpoints
+    config.train.num_steps = max(int(left / per_step), 1)
+    config.train.time_limit_s = max(budget - (time.time() - T_START) - FINAL_EVAL_S, 1.0)
+    config.optim.warmup_steps = min(config.optim.warmup_steps, config.train.num_steps // 10)
+    print(
+        f"calibration: {1e3 * step_s:.1f} ms/step (B={config.data.batch_size}, "
+        f"T={config.data.seq_length}, {config.model.num_layers}x{config.model.hidden_size} "
+        f"{config.model.cell}); planning {config.train.num_steps} steps "
+        f"(hard stop after {config.train.time_limit_s:.0f} s); workdir {workdir}",
+        flush=True,
+    )
+    summary = train.train_and_evaluate(config, workdir, dataset=dataset)
+    wall = time.time() - T_START
+
+    run = train.load_run(workdir)
+    vocab = sample.run_vocab(run)
+    val, best = summary["val_loss"], summary["best_val_loss"]
+    print(f"\nwall-clock from start to end of training: {wall:.0f} s (budget {budget:.0f} s)")
+    print(f"steps: {summary['step']} of {config.train.num_steps}")
+    print(f"split: {dataset.metadata()['split']} ({dataset.n_val:,} of "
+          f"{dataset.n_train + dataset.n_val:,} characters)")  # fmt: skip
+    print(f"train loss (last log window): {summary['train_loss']:.4f} nats/char")
+    print(f"validation loss, final: {val:.4f} nats/char = {val / np.log(2):.4f} bits/char")
+    print(f"validation loss, best:  {best:.4f} nats/char (step {summary['best_step']})")
+    warmup = sample.warmup_text(run, 1000)  # the state warmed on the last training lines
+    for t in (1.0, 0.5):
+        text = sample.sample_text(
+            run.model, run.params, vocab, warmup=warmup, length=600, temperature=t
+        )
+        print(f"\n----- sample, temperature {t} (checkpoint step {run.step}) -----\n{text}")
+
+
+if __name__ == "__main__":
+    main()
