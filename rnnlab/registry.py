@@ -96,6 +96,11 @@ def with_section(config: ml_collections.ConfigDict, **keys) -> ml_collections.Co
     config.unlock()
     config.experiment = ml_collections.ConfigDict(keys)
     config.lock()
+    for path in config_lib.OPEN_DICTS:  # lock() is recursive: reopen the open dicts
+        node = config
+        for part in path.split("."):
+            node = node[part]
+        node.unlock()
     return config
 
 
