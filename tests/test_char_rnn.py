@@ -39,6 +39,22 @@ def test_variants_and_configs():
         char_rnn.get_config("smok")
 
 
+def test_plan_num_steps_fits_the_budget(tmp_path, capsys, monkeypatch):
+    from rnnlab.data import text
+
+    char_rnn = load_experiment()
+    config = char_rnn.get_config("smoke")  # eval_every 6, eval_batches 4
+    dataset = text.make(text="abcdefgh\n" * 200, seq_length=16, batch_size=4, eval_batches=4)
+    monkeypatch.setattr(char_rnn, "seconds_per_step", lambda c, d: (0.1, 5.0))  # (step, compile)
+    # (100 s - 5 s compile - 15 s final eval) / (1.03 * 0.1 + 2 chunks * 0.1 / 3 / 6) = 701.1
+    assert dataset.num_eval_batches == 2
+    assert char_rnn.plan_num_steps(config, tmp_path, dataset, budget_s=100.0) == 701
+    assert "planning 701 steps" in capsys.readouterr().out
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"num_steps": 77}}))
+    assert char_rnn.plan_num_steps(config, tmp_path, dataset) == 77  # a resumed run keeps it
+    assert char_rnn.get_config().train.num_steps == 0  # the default fits the time budget
+
+
 def test_smoke_run_writes_samples_and_results(smoke_run, capsys):
     _, workdir, results = smoke_run
     for name in ("config.json", "data.json", "metrics.jsonl", "samples.txt", "results.json"):

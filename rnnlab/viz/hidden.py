@@ -200,8 +200,8 @@ def render_html(
         links = []
         for u, r in best:
             best_for.setdefault(u, []).append(f"{name} (r = {r:+.2f})")
-            target = f'href="#unit-{u}"' if u in units else ""
-            links.append(f"<a {target}>unit {u}</a> ({r:+.2f})")
+            name_u = f'<a href="#unit-{u}">unit {u}</a>' if u in units else f"unit {u}"
+            links.append(f"{name_u} ({r:+.2f})")
         rows.append(f"<tr><td>{name}</td><td>{', '.join(links)}</td></tr>")
     shown = text[:num_chars]
     sections = []
