@@ -113,6 +113,8 @@ def run(config, workdir: str | os.PathLike) -> dict:
     dataset = data_lib.make(config.data.name, **data_kwargs(config))
     if config.train.num_steps == 0:
         config.train.num_steps = plan_num_steps(config, workdir, dataset)
+        # a slow machine plans few steps: keep the warmup within the first tenth
+        config.optim.warmup_steps = min(config.optim.warmup_steps, config.train.num_steps // 10)
     summary = train_and_evaluate(config, workdir, dataset=dataset)
     trained = load_run(workdir)  # the best checkpoint (lowest validation loss)
     vocab = sample.run_vocab(trained)
