@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import cells as cell_registry
+from rnnlab import fused
 
 Carry = Any  # a pytree of [B, ...] arrays (LSTM: (c, h))
 
@@ -137,6 +138,21 @@ def reverse_sequences(x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
     return jnp.take_along_axis(x, idx, axis=1)
 
 
+BACKWARDS = ("auto", "autodiff", "fused")
+
+
+def _fused_backward(backward: str, cell: nn.Module) -> bool:
+    """Whether :func:`unroll` uses :mod:`rnnlab.fused` (``backward`` validated here)."""
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
+    if backward == "fused" and not fused.supports(cell):
+        raise ValueError(
+            f"backward='fused' needs a dense-recurrence cell ({', '.join(fused.REQUIRED)}); "
+            f"{type(cell).__module__}.Cell has none: use 'auto' or 'autodiff'"
+        )
+    return backward != "autodiff" and fused.supports(cell)
+
+
 # ------------------------------------------------------- the parallel path for linear cells
 
 SCANS = ("auto", "sequential", "associative")
@@ -218,6 +234,7 @@ def unroll(
     return_states: bool = False,
     remat: bool = False,
     unroll: int = 1,
+    backward: str = "auto",
     scan: str = "auto",
 ) -> tuple[Carry, jax.Array, Carry | None]:
     """Run one cell over a batch of sequences.
@@ -234,11 +251,15 @@ def unroll(
       return_states: also return the carry after every step (leaves ``[B, T, ...]``).
       remat: rematerialize each step in the backward pass (``jax.checkpoint`` on the step).
       unroll: forwarded to ``jax.lax.scan``.
+      backward: ``"autodiff"`` (differentiate the scan: the reference), ``"fused"`` (the
+        custom VJP of :mod:`rnnlab.fused`: weight gradients as one matmul over all T*B rows;
+        dense-recurrence cells only), or ``"auto"`` (fused when the cell supports it).
+        Forward-mode autodiff (``jax.jvp``) needs ``"autodiff"``.
       scan: ``"sequential"`` (``jax.lax.scan`` over ``cell.step``), ``"associative"``
         (``jax.lax.associative_scan`` over the linear form, for cells with ``linear_coeffs``:
         same results to float rounding, O(log T) depth) or ``"auto"`` (associative for linear
-        cells when ``T >= ASSOCIATIVE_MIN_T[backend]``). ``remat`` and ``unroll``
-        apply to the sequential scan only.
+        cells when ``T >= ASSOCIATIVE_MIN_T[backend]``). ``remat``, ``unroll`` and
+        ``backward`` apply to the sequential scan only.
 
     Returns:
       ``(final_carry, ys [B, T, O], states or None)``, all in original time order.
@@ -249,14 +270,21 @@ def unroll(
     B, T, D = xs.shape
     if carry is None:
         carry = cell.initialize_carry(None, (B, D))
-    xp = cell.apply(params, xs, method="project")  # [B, T, G]: one matmul for all t (hoisting)
-    if reverse:
-        xp = reverse_sequences(xp, seq_lengths)
+    if reverse:  # the projection acts per step, so reversing its input is the same
+        xs = reverse_sequences(xs, seq_lengths)
         if perturbation is not None:
             perturbation = jax.tree.map(lambda e: reverse_sequences(e, seq_lengths), perturbation)
 
     time_major = lambda a: jnp.swapaxes(a, 0, 1)
-    inputs = {"xp": jax.tree.map(time_major, xp)}  # [T, B, G]
+    # One matmul for all t (hoisting), time-major. Transposes of big arrays are slow on XLA:CPU
+    # (~10 ms for [32, 100, 512] float32), so transpose the narrower of x [.., D] and xp [.., G].
+    project = lambda p, x: cell.apply(p, x, method="project")
+    widths = [a.shape[-1] for a in jax.tree.leaves(jax.eval_shape(project, params, xs[:, :1]))]
+    if D <= min(widths):
+        xp = project(params, time_major(xs))  # [T, B, G]
+    else:
+        xp = jax.tree.map(time_major, project(params, xs))  # [T, B, G]
+    inputs = {"xp": xp}
     if seq_lengths is not None:
         inputs["valid"] = time_major(jnp.arange(T)[None, :] < seq_lengths[:, None])  # [T, B]
     if perturbation is not None:
@@ -278,6 +306,10 @@ def unroll(
         step = jax.checkpoint(step)
     if choose_scan(cell, T, scan) == "associative":  # linear cells: h_t = a_t h_{t-1} + b_t
         carry, (ys, states) = linear_scan(cell, params, carry, inputs, return_states)
+    elif _fused_backward(backward, cell):
+        carry, (ys, states) = fused.scan(
+            cell, params, carry, inputs, return_states=return_states, remat=remat, unroll=unroll
+        )
     else:
         carry, (ys, states) = jax.lax.scan(step, carry, inputs, unroll=unroll)
 
@@ -328,6 +360,7 @@ class RNN(nn.Module):
     initial_carry: str = "zeros"  # zeros | learned (a given carry is passed to __call__)
     remat: bool = False
     unroll: int = 1
+    backward: str = "auto"  # auto | autodiff | fused (see unroll)
     scan: str = "auto"  # auto | sequential | associative (linear cells; see unroll)
     cell_options: Mapping | None = None  # the cell's own fields, e.g. {"forget_bias": 1.0}
     dtype: Any = None
@@ -421,6 +454,7 @@ class RNN(nn.Module):
                     return_states=return_states,
                     remat=self.remat,
                     unroll=self.unroll,
+                    backward=self.backward,
                     scan=self.scan,
                 )
                 outs.append(ys)

@@ -77,6 +77,23 @@ class Cell(nn.Module):
         h = ACTIVATIONS[self.activation](xp_t + h @ w_h)
         return h, h
 
+    # Optional dense-recurrence methods (used by rnnlab.fused's fast backward):
+    # step(carry, xp_t) == gates(carry, xp_t, recurrent_state(carry) @ W_h + b_h).
+    def recurrent_kernel(self) -> tuple[jax.Array, None]:
+        """``(W_h [H, H], b_h=None)``: the recurrent matrix, in the computation dtype."""
+        (w_h,) = promote_dtype(self.w_h, dtype=self.dtype)
+        return w_h, None
+
+    def recurrent_state(self, carry: jax.Array) -> jax.Array:
+        """The part of the carry that multiplies ``W_h``: ``h [..., H]``."""
+        return carry
+
+    def gates(self, carry: jax.Array, xp_t: jax.Array, hr_t: jax.Array):
+        """``h_t = phi(xp_t + hr_t)`` with ``hr_t = h_{t-1} @ W_h``; returns ``(h_t, h_t)``."""
+        xp_t, hr_t = promote_dtype(xp_t, hr_t, dtype=self.dtype)
+        h = ACTIVATIONS[self.activation](xp_t + hr_t)
+        return h, h
+
     def __call__(self, carry, x_t):
         return self.step(carry, self.project(x_t))
 

@@ -87,6 +87,36 @@ class Cell(nn.Module):
         h = (1.0 - z) * n + z * h
         return h, h
 
+    # Optional dense-recurrence methods (used by rnnlab.fused's fast backward), for the
+    # pytorch convention only: step(carry, xp_t) == gates(carry, xp_t, carry @ W_h + b_h).
+    @property
+    def dense_recurrence(self) -> bool:
+        """True when the step is ``gates(h, xp_t, h @ W_h + b_h)`` (not for ``cho``)."""
+        return self.convention == "pytorch"
+
+    def recurrent_kernel(self) -> tuple[jax.Array, jax.Array]:
+        """``(W_h [H, 3H], b_h [3H] = [0, 0, b_hn])``, in the computation dtype."""
+        if self.convention != "pytorch":
+            raise ValueError("gru recurrent_kernel exists for convention='pytorch' only")
+        w_h, b_hn = promote_dtype(self.w_h, self.b_hn, dtype=self.dtype)
+        b_h = jnp.concatenate([jnp.zeros((2 * self.hidden_size,), b_hn.dtype), b_hn])
+        return w_h, b_h
+
+    def recurrent_state(self, carry: jax.Array) -> jax.Array:
+        """The part of the carry that multiplies ``W_h``: ``h [..., H]``."""
+        return carry
+
+    def gates(self, carry: jax.Array, xp_t: jax.Array, hr_t: jax.Array):
+        """The step given ``hr_t = h_{t-1} @ W_h + [0, 0, b_hn]`` ``[B, 3H]``: ``(h, h)``."""
+        h, xp_t, hr_t = promote_dtype(carry, xp_t, hr_t, dtype=self.dtype)
+        xr, xz, xn = jnp.split(xp_t, 3, axis=-1)
+        hr, hz, hn = jnp.split(hr_t, 3, axis=-1)
+        r = jax.nn.sigmoid(xr + hr)
+        z = jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        h = (1.0 - z) * n + z * h
+        return h, h
+
     def __call__(self, carry, x_t):
         return self.step(carry, self.project(x_t))
 

@@ -86,6 +86,25 @@ class Cell(nn.Module):
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return (c, h), h
 
+    # Optional dense-recurrence methods (used by rnnlab.fused's fast backward):
+    # step(carry, xp_t) == gates(carry, xp_t, recurrent_state(carry) @ W_h + b_h).
+    def recurrent_kernel(self) -> tuple[jax.Array, None]:
+        """``(W_h [H, 4H], b_h=None)``: the fused recurrent matrix, in the computation dtype."""
+        (w_h,) = promote_dtype(self.w_h, dtype=self.dtype)
+        return w_h, None
+
+    def recurrent_state(self, carry):
+        """The part of the carry that multiplies ``W_h``: ``h`` of ``(c, h)``."""
+        return carry[1]
+
+    def gates(self, carry, xp_t: jax.Array, hr_t: jax.Array):
+        """The step given ``hr_t = h_{t-1} @ W_h [B, 4H]``: ``((c, h), h)``."""
+        c, xp_t, hr_t = promote_dtype(carry[0], xp_t, hr_t, dtype=self.dtype)
+        i, f, g, o = jnp.split(xp_t + hr_t, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
+
     def __call__(self, carry, x_t):
         return self.step(carry, self.project(x_t))
 

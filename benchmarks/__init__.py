@@ -1,0 +1,1 @@
+"""The side-by-side speed harness (see harness.py); not part of the installed package."""

@@ -1,0 +1,114 @@
+"""What every system in the harness shares: the workload spec, FLOP counts, data, timing.
+
+The workload is Karpathy's char-LM training step: tokens ``[B, T]`` -> embedding ``E`` -> one
+recurrent layer ``H`` -> dense ``V`` -> softmax cross-entropy; Adam with global-norm clipping.
+Shape legend: ``B`` batch, ``T`` time, ``E`` embedding, ``H`` hidden, ``G`` gate width
+(4H LSTM, 3H GRU), ``V`` vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+GATES = {"lstm": 4, "gru": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One workload configuration (the harness varies ``cell``, ``hidden`` and ``steps``)."""
+
+    cell: str = "lstm"  # lstm | gru
+    hidden: int = 512  # H
+    batch: int = 32  # B
+    steps: int = 100  # T
+    vocab: int = 65  # V (tinyshakespeare)
+    embed: int = 64  # E
+    learning_rate: float = 2e-3
+    clip: float = 5.0  # global-norm clip
+    dtype: str = "float32"  # computation dtype (params stay float32)
+
+    def __post_init__(self):
+        if self.cell not in GATES:
+            raise ValueError(f"cell must be one of {sorted(GATES)}, got {self.cell!r}")
+
+    @property
+    def tokens(self) -> int:
+        """Tokens per step: ``B * T``."""
+        return self.batch * self.steps
+
+
+def forward_flops(spec: Spec) -> float:
+    """Matmul FLOPs of the forward pass: ``2 B T (E G + H G + H V)`` (elementwise ops ignored)."""
+    G = GATES[spec.cell] * spec.hidden
+    per_token = 2 * (spec.embed * G + spec.hidden * G + spec.hidden * spec.vocab)
+    return float(per_token * spec.tokens)
+
+
+def train_flops(spec: Spec) -> float:
+    """Matmul FLOPs of a train step: forward + backward (input and weight gradients) = 3x."""
+    return 3.0 * forward_flops(spec)
+
+
+def batch(spec: Spec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random ``(inputs, targets)`` int32 ``[B, T]`` (speed does not depend on the text)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, spec.vocab, size=(spec.batch, spec.steps + 1), dtype=np.int32)
+    return ids[:, :-1], ids[:, 1:]
+
+
+def time_runs(fn: Callable[[], object], *, warmup: int, repeats: int) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls.
+
+    ``fn`` must block until its work is done (``block_until_ready``, a CUDA sync).
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    time.sleep(0.05)  # let spinning worker threads (OpenMP, Eigen) go idle before the next system
+    return times
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def jax_matmul_rate(n: int = 1024, k: int = 2048, repeats: int = 5) -> float:
+    """Measured float32 matmul rate in FLOP/s of JAX on its default device (``[n, k] x [k, k]``).
+
+    The FLOP floor of a step is its matmul FLOPs over this rate: no system can beat it by much.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, k), jnp.float32)
+    b = jnp.ones((k, k), jnp.float32) / k
+    f = jax.jit(lambda a, b: a @ b)
+    times = time_runs(lambda: f(a, b).block_until_ready(), warmup=2, repeats=repeats)
+    return 2.0 * n * k * k / min(times)
+
+
+def torch_matmul_rate(n: int = 1024, k: int = 2048, repeats: int = 5) -> float | None:
+    """The same measurement with PyTorch (None without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.ones((n, k), device=dev)
+    b = torch.ones((k, k), device=dev) / k
+
+    def run():
+        a @ b
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    return 2.0 * n * k * k / min(time_runs(run, warmup=2, repeats=repeats))

@@ -1,0 +1,264 @@
+"""One command, side by side: rnnlab vs PyTorch nn.LSTM/nn.GRU and Flax nnx.RNN, medians.
+
+    python benchmarks/harness.py                 # everything (<= ~8 min on a quiet 2-core CPU)
+    python benchmarks/harness.py --quick         # smaller subset (<= ~2 min)
+    python benchmarks/harness.py --workloads train --cells lstm --hidden 512 --repeats 9
+
+Workloads (char-LM: embed 64 -> one recurrent layer -> dense 65, softmax xent, Adam + global-norm
+clip; batch 32, T = 100 unless said): ``train`` (ms/step, tokens/s, ratios, FLOP floor),
+``forward`` (logits only), ``generate`` (chars/s, batch 1), ``compile`` (train-step compile at
+T = 100 and 1000), ``memory`` (peak bytes and step time at T = 2000 with and without remat),
+``probe`` (dL/dh_t for all t vs one train step). Systems: ``rnnlab`` (fused backward, the
+default), ``rnnlab-autodiff`` (the autodiff'd scan, the reference), ``torch``, ``flax``.
+Writes ``--out``.md (the table for BENCHMARKS.md) and ``--out``.json (every run's seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `python benchmarks/...`
+
+from benchmarks import report  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    Spec,
+    forward_flops,
+    jax_matmul_rate,
+    median,
+    time_runs,
+    torch_matmul_rate,
+    train_flops,
+)
+
+SYSTEMS = ("rnnlab", "rnnlab-autodiff", "torch", "flax")
+WORKLOADS = ("train", "forward", "generate", "compile", "memory", "probe")
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ints = lambda s: [int(v) for v in s.split(",")]
+    names = lambda s: [v for v in s.split(",") if v]
+    p.add_argument("--quick", action="store_true", help="small subset, fewer repeats")
+    p.add_argument("--workloads", type=names, default=list(WORKLOADS))
+    p.add_argument("--systems", type=names, default=list(SYSTEMS))
+    p.add_argument("--cells", type=names, default=["lstm", "gru"])
+    p.add_argument("--hidden", type=ints, default=None, help="default 128,512,1024")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=100, help="T of the train/forward step")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs (default 7; quick 5)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--gen-length", type=int, default=None, help="chars (default 500; quick 200)")
+    p.add_argument("--compile-steps", type=ints, default=[100, 1000])
+    p.add_argument("--memory-steps", type=int, default=2000)
+    p.add_argument("--memory-hidden", type=int, default=None, help="default 256; quick 128")
+    p.add_argument("--probe-hidden", type=int, default=None, help="default 512; quick 128")
+    p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    p.add_argument("--dtype", default="float32", help="computation dtype (bfloat16 on GPU)")
+    p.add_argument("--out", default="benchmarks/results/latest", help="path stem for .md/.json")
+    args = p.parse_args(argv)
+    for given, known, what in (
+        (args.workloads, WORKLOADS, "workload"),
+        (args.systems, SYSTEMS, "system"),
+    ):
+        bad = sorted(set(given) - set(known))
+        if bad:
+            p.error(f"unknown {what} {bad}; known: {', '.join(known)}")
+    q = args.quick
+    args.hidden = args.hidden or ([128, 512] if q else [128, 512, 1024])
+    args.repeats = args.repeats or (5 if q else 7)
+    args.gen_length = args.gen_length or (200 if q else 500)
+    args.memory_hidden = args.memory_hidden or (128 if q else 256)
+    args.probe_hidden = args.probe_hidden or (128 if q else 512)
+    if q:
+        args.warmup = min(args.warmup, 1)
+    return args
+
+
+def available(args) -> list[str]:
+    """The selected systems whose library imports (torch and flax.nnx are optional)."""
+    out = []
+    for name in args.systems:
+        try:
+            if name == "torch":
+                import torch
+
+                torch.set_num_threads(args.threads)
+            elif name == "flax":
+                from flax import nnx  # noqa: F401
+            out.append(name)
+        except ImportError as err:
+            print(f"[harness] skipping {name}: {err}", file=sys.stderr)
+    return out
+
+
+def build(name: str, spec: Spec):
+    if name == "torch":
+        from benchmarks.torch_system import TorchSystem
+
+        return TorchSystem(spec)
+    if name == "flax":
+        from benchmarks.flax_system import FlaxSystem
+
+        return FlaxSystem(spec)
+    from benchmarks.rnnlab_system import RnnlabSystem
+
+    return RnnlabSystem(spec, backward="autodiff" if name == "rnnlab-autodiff" else "auto")
+
+
+def log(msg: str) -> None:
+    print(f"[harness {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def record(rows: list, workload: str, spec: Spec, system: str, times: list[float], **extra):
+    rows.append(
+        {
+            "workload": workload,
+            "cell": spec.cell,
+            "hidden": spec.hidden,
+            "steps": spec.steps,
+            "system": system,
+            "median_s": median(times),
+            "runs_s": times,
+            **extra,
+        }
+    )
+    log(f"{workload:8s} {spec.cell} H={spec.hidden:<5d} {system:16s} {1e3 * median(times):9.2f} ms")
+
+
+def run(args) -> dict:
+    systems = available(args)
+    timed = dict(warmup=args.warmup, repeats=args.repeats)
+    rows: list[dict] = []
+    out = {"machine": machine(), "args": vars(args), "systems": systems, "rows": rows}
+    rate = max(
+        r for r in (jax_matmul_rate(), torch_matmul_rate() if "torch" in systems else None) if r
+    )
+    out["matmul_flops_per_s"] = rate
+    base = dict(batch=args.batch, steps=args.steps, dtype=args.dtype)
+    for cell in args.cells:
+        for H in args.hidden if {"train", "forward"} & set(args.workloads) else []:
+            spec = Spec(cell=cell, hidden=H, **base)
+            for name in systems:
+                sysm = build(name, spec)
+                if "train" in args.workloads:
+                    record(
+                        rows,
+                        "train",
+                        spec,
+                        name,
+                        time_runs(sysm.train_step, **timed),
+                        floor_s=train_flops(spec) / rate,
+                    )
+                if "forward" in args.workloads:
+                    record(
+                        rows,
+                        "forward",
+                        spec,
+                        name,
+                        time_runs(sysm.forward, **timed),
+                        floor_s=forward_flops(spec) / rate,
+                    )
+                del sysm
+    for cell in args.cells:
+        H = args.probe_hidden
+        spec = Spec(cell=cell, hidden=H, **base)
+        if "generate" in args.workloads:
+            for name in systems:
+                sysm = build(name, spec)
+                times = time_runs(lambda: sysm.generate(args.gen_length), **timed)
+                record(rows, "generate", spec, name, times, chars=args.gen_length)
+        if "probe" in args.workloads and "rnnlab" in systems:
+            sysm = build("rnnlab", spec)
+            record(rows, "probe", spec, "rnnlab", time_runs(sysm.probe, **timed))
+            record(rows, "probe-step", spec, "rnnlab", time_runs(sysm.train_step, **timed))
+        if "compile" in args.workloads:
+            for name in (n for n in systems if n != "torch"):
+                sysm = build(name, spec)
+                for T in args.compile_steps:
+                    times = [sysm.compile_seconds(T) for _ in range(1 if args.quick else 2)]
+                    record(rows, "compile", dataclasses.replace(spec, steps=T), name, times)
+    if "memory" in args.workloads and "rnnlab" in systems:
+        for cell in args.cells:
+            spec = Spec(
+                cell=cell,
+                hidden=args.memory_hidden,
+                batch=args.batch,
+                steps=args.memory_steps,
+                dtype=args.dtype,
+            )
+            from benchmarks.rnnlab_system import RnnlabSystem
+
+            for remat in (False, True):
+                sysm = RnnlabSystem(spec, remat=remat)
+                peak = sysm.peak_bytes(spec.steps)
+                times = time_runs(sysm.train_step, warmup=1, repeats=max(5, args.repeats - 2))
+                record(
+                    rows,
+                    "memory",
+                    spec,
+                    "rnnlab-remat" if remat else "rnnlab",
+                    times,
+                    peak_bytes=peak,
+                )
+                del sysm
+    return out
+
+
+def machine() -> dict:
+    import jax
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "jax_devices": [str(d) for d in jax.devices()],
+    }
+    try:
+        import flax
+
+        info["flax"] = flax.__version__
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["torch_cuda"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    t0 = time.perf_counter()
+    out = run(args)
+    out["wall_s"] = time.perf_counter() - t0
+    out["command"] = "python benchmarks/harness.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    md = report.markdown(out)
+    print(md)
+    stem = pathlib.Path(args.out)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".md").write_text(md)
+    stem.with_suffix(".json").write_text(json.dumps(out, indent=1))
+    log(f"done in {out['wall_s']:.0f} s; wrote {stem}.md and {stem}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""rnnlab in the harness: the char-LM step on the engine (:class:`rnnlab.RNN`), jitted once.
+
+``BenchLM`` is :func:`rnnlab.models.CharLM` with one layer (embed -> RNN -> dense), written out
+so the harness can switch the engine's knobs (``backward``, ``remat``, ``unroll``, ``dtype``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from benchmarks.common import Spec, batch
+from rnnlab.unroll import RNN
+
+
+class BenchLM(nn.Module):
+    spec: Spec
+    backward: str = "auto"
+    remat: bool = False
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, tokens, carry=None, perturbation=None):
+        """``tokens [B, T]`` -> ``(logits [B, T, V], final carry list)``."""
+        s = self.spec
+        dtype = None if s.dtype == "float32" else jnp.dtype(s.dtype)
+        x = nn.Embed(s.vocab, s.embed, dtype=dtype)(tokens)
+        out = RNN(
+            s.cell,
+            s.hidden,
+            backward=self.backward,
+            remat=self.remat,
+            unroll=self.unroll,
+            dtype=dtype,
+        )(x, initial_carry=carry, perturbation=perturbation)
+        logits = nn.Dense(s.vocab, dtype=dtype)(out.outputs)
+        return logits.astype(jnp.float32), out.final_carry
+
+
+class RnnlabSystem:
+    """One rnnlab configuration: ``train_step``, ``forward``, ``generate``, compile, memory."""
+
+    def __init__(self, spec: Spec, *, backward: str = "auto", remat: bool = False, seed: int = 0):
+        self.spec = spec
+        self.model = BenchLM(spec, backward=backward, remat=remat)
+        x, y = batch(spec, seed)
+        self.x, self.y = jnp.asarray(x), jnp.asarray(y)
+        self.params = self.model.init(jax.random.PRNGKey(seed), self.x[:, :2])
+        self.tx = optax.chain(optax.clip_by_global_norm(spec.clip), optax.adam(spec.learning_rate))
+        self.opt_state = self.tx.init(self.params)
+        self._train = jax.jit(self.step_fn(), donate_argnums=(0, 1))
+        self._forward = jax.jit(lambda p, x: self.model.apply(p, x)[0])
+        self._probe = None
+        self._generate: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ the jitted functions
+
+    def loss(self, params, x, y, perturbation=None):
+        logits, _ = self.model.apply(params, x, perturbation=perturbation)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    def step_fn(self):
+        def step(params, opt_state, x, y):
+            loss, grads = jax.value_and_grad(self.loss)(params, x, y)
+            updates, opt_state = self.tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        return step
+
+    def train_step(self) -> None:
+        self.params, self.opt_state, loss = self._train(self.params, self.opt_state, self.x, self.y)
+        loss.block_until_ready()
+
+    def forward(self) -> None:
+        self._forward(self.params, self.x).block_until_ready()
+
+    def zero_perturbation(self, T: int | None = None):
+        """Zeros shaped like the carry at every step: one entry per layer (here one)."""
+        B, T = self.spec.batch, T or self.spec.steps
+        zeros = jnp.zeros((B, T, self.spec.hidden), jnp.float32)
+        return [(zeros, zeros) if self.spec.cell == "lstm" else zeros]
+
+    def probe(self) -> None:
+        """``dL/dh_t`` for all t in one backward pass: the gradient wrt a zero perturbation."""
+        if self._probe is None:
+            grad = jax.grad(self.loss, argnums=3)
+            self._probe = jax.jit(grad)
+            self._eps = self.zero_perturbation()
+        out = self._probe(self.params, self.x, self.y, self._eps)
+        jax.block_until_ready(out)
+
+    def generate(self, length: int) -> None:
+        """``length`` characters from a batch of one: one compiled scan (as rnnlab.sample)."""
+        if length not in self._generate:
+
+            def gen(params, key):
+                _, carry = self.model.apply(params, jnp.zeros((1, 1), jnp.int32))
+                carry = jax.tree.map(jnp.zeros_like, carry)
+
+                def body(state, t):
+                    carry, x = state
+                    logits, carry = self.model.apply(params, x[:, None], carry)
+                    x = jax.random.categorical(jax.random.fold_in(key, t), logits[:, 0])
+                    return (carry, x.astype(jnp.int32)), x
+
+                _, xs = jax.lax.scan(body, (carry, jnp.zeros((1,), jnp.int32)), jnp.arange(length))
+                return xs
+
+            self._generate[length] = jax.jit(gen)
+        self._generate[length](self.params, jax.random.PRNGKey(0)).block_until_ready()
+
+    # ------------------------------------------------------------- compile time and memory
+
+    def _lowered(self, T: int):
+        x, y = (
+            jnp.zeros((self.spec.batch, T), jnp.int32),
+            jnp.zeros((self.spec.batch, T), jnp.int32),
+        )
+        return jax.jit(self.step_fn()).lower(self.params, self.opt_state, x, y)
+
+    def compile_seconds(self, T: int) -> float:
+        """Trace + lower + compile the train step at sequence length ``T`` (no cache)."""
+        t0 = time.perf_counter()
+        self._lowered(T).compile()
+        return time.perf_counter() - t0
+
+    def peak_bytes(self, T: int) -> int | None:
+        """XLA's compiled memory analysis of the train step at ``T``: args + outputs + temps."""
+        stats = self._lowered(T).compile().memory_analysis()
+        if stats is None:
+            return None
+        total = stats.argument_size_in_bytes + stats.output_size_in_bytes
+        return int(total + stats.temp_size_in_bytes - stats.alias_size_in_bytes)

@@ -1,0 +1,161 @@
+"""The fast backward pass for dense-recurrence cells: a ``jax.custom_vjp`` over the time scan.
+
+Shape legend: ``T`` time, ``B`` batch, ``H`` hidden, ``G`` gate width (4H LSTM, 3H GRU, H Elman).
+
+Autodiff of ``lax.scan`` computes, at every step of the backward scan, the weight gradient
+``dW_h += h_{t-1}^T dhr_t`` -- a ``[H, B] x [B, G]`` matmul with a tiny inner dimension ``B``,
+``T`` times. Here the backward scan produces only the per-step gradients of the recurrent
+pre-activation ``hr_t = h_{t-1} @ W_h + b_h`` (and of the projected inputs ``xp_t``), and the
+weight gradient is ONE matmul over all ``T*B`` rows after the scan:
+
+    dW_h = sum_t h_{t-1}^T dhr_t = H_prev^T [H, T*B] @ dHR [T*B, G],    db_h = sum_{t,b} dhr_t
+
+The input-projection gradients (``dW_x``, ``db``) follow from ``dxp`` by the ordinary autodiff of
+the hoisted projection, also outside the scan.
+
+A cell opts in with three methods (see ``rnnlab/cells/lstm.py``), such that
+``step(carry, xp_t) == gates(carry, xp_t, recurrent_state(carry) @ W_h + b_h)``:
+
+* ``recurrent_kernel() -> (W_h [H, G], b_h [G] or None)`` -- the only trainable parameters the
+  recurrence reads (``gates`` must read none);
+* ``recurrent_state(carry) -> h [..., H]`` -- the part of the carry that multiplies ``W_h``;
+* ``gates(carry, xp_t, hr_t) -> (carry, y_t)`` -- the elementwise rest of the step.
+
+A cell may also define a ``dense_recurrence`` property that is False for configurations the
+methods do not cover (GRU with ``convention="cho"``). :func:`supports` tells; the engine
+(:func:`rnnlab.unroll`) dispatches here with ``backward="auto"`` (or ``"fused"``) and keeps the
+plain autodiff scan (``backward="autodiff"``) as the reference the tests compare against.
+
+Masking (``valid``), additive carry perturbation (``eps``, for ``dL/dh_t`` probes) and
+``return_states`` live inside the differentiated local step, so they are exact. ``remat=True``
+saves only the carries in the forward pass and recomputes ``hr_t`` inside the backward scan (one
+extra ``[B, H] x [H, G]`` matmul per step). Forward-mode autodiff (``jax.jvp``, ``jacfwd``)
+does not pass through a ``custom_vjp``: use ``backward="autodiff"`` for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+REQUIRED = ("recurrent_kernel", "recurrent_state", "gates")
+
+
+def supports(cell: nn.Module) -> bool:
+    """Whether ``cell`` has the dense-recurrence methods (and says they apply)."""
+    if not all(callable(getattr(type(cell), m, None)) for m in REQUIRED):
+        return False
+    return bool(getattr(cell, "dense_recurrence", True))
+
+
+def scan(
+    cell: nn.Module,
+    params,
+    carry,
+    inputs: dict[str, Any],
+    *,
+    return_states: bool = False,
+    remat: bool = False,
+    unroll: int = 1,
+):
+    """The engine's time scan with the fused backward; same contract as its ``lax.scan``.
+
+    Args:
+      cell: an unbound cell for which :func:`supports` is True.
+      params: the cell's variables ``{"params": ...}``.
+      carry: initial carry, a pytree of ``[B, ...]``.
+      inputs: time-major ``{"xp": [T, B, G], "valid": [T, B] bool (optional),
+        "eps": carry-shaped pytree of [T, B, ...] (optional)}``.
+      return_states: also return the carry after every step.
+      remat: keep only the carries for the backward pass (recompute ``hr_t`` there).
+      unroll: forwarded to both scans.
+
+    Returns:
+      ``(final_carry, (ys [T, B, O], states or None))``.
+    """
+    if not supports(cell):
+        raise ValueError(
+            f"{type(cell).__module__}.Cell does not support the fused backward: it needs "
+            f"methods {REQUIRED} (and dense_recurrence True); use backward='autodiff'"
+        )
+    w, b = cell.apply(params, method="recurrent_kernel")
+    xp, valid, eps = inputs["xp"], inputs.get("valid"), inputs.get("eps")
+
+    def h_of(p, c):  # [..., H]: the state that multiplies W_h
+        return cell.apply(p, c, method="recurrent_state")
+
+    def local(p, c, x, hr, e, v):
+        """One step after the recurrent matmul: gates, perturbation, masking."""
+        new, y = cell.apply(p, c, x, hr, method="gates")
+        if e is not None:
+            new = jax.tree.map(jnp.add, new, e)
+        if v is not None:
+            keep = lambda n, o: jnp.where(v.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+            new = jax.tree.map(keep, new, c)
+            y = keep(y, jnp.zeros_like(y))
+        return new, y
+
+    def recurrent(h, w, b):  # hr = h @ W_h + b_h, h [..., H]
+        hr = h @ w
+        return hr if b is None else hr + b.reshape((1,) * (hr.ndim - 1) + b.shape)
+
+    def forward(p, w, b, c0, xp, eps, valid):
+        def body(c, inp):
+            hr = recurrent(h_of(p, c), w, b)  # [B, G]
+            new, y = local(p, c, inp["xp"], hr, inp.get("eps"), inp.get("valid"))
+            return new, (y, new, None if remat else hr)
+
+        step_in = {"xp": xp, "eps": eps, "valid": valid}
+        step_in = {k: v for k, v in step_in.items() if v is not None}
+        return jax.lax.scan(body, c0, step_in, unroll=unroll)
+
+    @jax.custom_vjp
+    def run(p, w, b, c0, xp, eps, valid):
+        cT, (ys, states, _) = forward(p, w, b, c0, xp, eps, valid)
+        return cT, ys, states if return_states else None
+
+    def run_fwd(p, w, b, c0, xp, eps, valid):
+        cT, (ys, states, hr) = forward(p, w, b, c0, xp, eps, valid)
+        out = (cT, ys, states if return_states else None)
+        return out, (p, w, b, c0, xp, eps, valid, states, hr)
+
+    def run_bwd(res, cts):
+        p, w, b, c0, xp, eps, valid, states, hr = res
+        d_cT, d_ys, d_states = cts
+        # carry *before* step t: [c0, c_0, ..., c_{T-2}]  (leaves [T, B, ...])
+        prev = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a[:-1]]), c0, states)
+        h_prev = h_of(p, prev)  # [T, B, H]
+        w_t = w.T  # [G, H], transposed once outside the loop
+
+        def body(dc, inp):
+            if "d_state" in inp:  # cotangent of the returned state after this step
+                dc = jax.tree.map(jnp.add, dc, inp["d_state"])
+            hr_t = inp["hr"] if "hr" in inp else recurrent(inp["h_prev"], w, b)
+            e_t, v_t = inp.get("eps"), inp.get("valid")
+            f = lambda c, x, hr_, e: local(p, c, x, hr_, e, v_t)
+            _, vjp = jax.vjp(f, inp["prev"], inp["xp"], hr_t, e_t)
+            dc_prev, dxp_t, dhr_t, de_t = vjp((dc, inp["dy"]))
+            dh = (dhr_t @ w_t).astype(inp["h_prev"].dtype)  # [B, H] through hr_t = h W_h
+            _, vjp_h = jax.vjp(lambda c: h_of(p, c), inp["prev"])
+            (dc_h,) = vjp_h(dh)
+            dc_prev = jax.tree.map(jnp.add, dc_prev, dc_h)
+            return dc_prev, (dxp_t, dhr_t, de_t)
+
+        step_in = {"prev": prev, "h_prev": h_prev, "xp": xp, "dy": d_ys}
+        optional = {"hr": hr, "eps": eps, "valid": valid, "d_state": d_states}
+        step_in.update({k: v for k, v in optional.items() if v is not None})
+        d_c0, (d_xp, d_hr, d_eps) = jax.lax.scan(body, d_cT, step_in, reverse=True, unroll=unroll)
+        # The weight gradients: one matmul over all T*B rows (the point of this module).
+        T, B, G = d_hr.shape
+        rows = lambda a: a.reshape(T * B, a.shape[-1])
+        acc = jnp.promote_types(w.dtype, jnp.float32)  # bf16 weights: accumulate in f32
+        d_w = jnp.dot(rows(h_prev).T, rows(d_hr), preferred_element_type=acc)
+        d_b = None if b is None else jnp.sum(d_hr, axis=(0, 1)).astype(b.dtype)
+        return None, d_w.astype(w.dtype), d_b, d_c0, d_xp, d_eps, None
+
+    run.defvjp(run_fwd, run_bwd)
+    cT, ys, states = run(params, w, b, carry, xp, eps, valid)
+    return cT, (ys, states)
