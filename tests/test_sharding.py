@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -78,8 +79,49 @@ def records(workdir):
     return [json.loads(line) for line in lines]
 
 
-def test_four_devices_match_one(tmp_path):
+TWO_HOSTS = """
+import sys
+sys.path.insert(0, {here!r})
+import jax
+import test_sharding as t
+from rnnlab import train
+
+train.initialize_distributed()  # from JAX_COORDINATOR_ADDRESS, RNNLAB_NUM_PROCESSES/_PROCESS_ID
+assert jax.process_count() == 2 and len(jax.devices()) == 2 and len(jax.local_devices()) == 1
+config = t.tiny_config()
+train.train_and_evaluate(config, sys.argv[1], dataset=t.dataset(config))
+"""
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
     assert len(jax.devices()) == 1  # this process is the 1-device reference
+    workdir = tmp_path_factory.mktemp("one")
+    config = tiny_config()
+    train.train_and_evaluate(config, workdir, dataset=dataset(config))
+    return workdir
+
+
+def assert_same_run(one, other):
+    a, b = train.load_run(one, which="latest"), train.load_run(other, which="latest")
+    assert a.step == b.step == 6
+    for (path, x), y in zip(
+        jax.tree_util.tree_leaves_with_path(a.params), jax.tree.leaves(b.params)
+    ):
+        np.testing.assert_allclose(
+            np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6, err_msg=str(path)
+        )
+    ra, rb = records(one), records(other)
+    assert [r["step"] for r in ra if r["kind"] == "train"] == [3, 6]
+    for x, y in zip(
+        [r for r in ra if r["kind"] != "probe"], [r for r in rb if r["kind"] != "probe"]
+    ):
+        for key in ("loss", "grad_norm", "val_loss"):
+            if key in x:
+                assert x[key] == pytest.approx(y[key], rel=1e-5), key
+
+
+def test_four_devices_match_one(tmp_path, one_device):
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(here=str(HERE)))
     env = {
@@ -93,23 +135,38 @@ def test_four_devices_match_one(tmp_path):
     out = proc.stdout.decode()
     assert "BAD BATCH: batch size 6 is not divisible by the number of devices (4)" in out, out
 
-    one = tmp_path / "one"
-    config = tiny_config()
-    train.train_and_evaluate(config, one, dataset=dataset(config))
-    a, b = train.load_run(one, which="latest"), train.load_run(four, which="latest")
-    assert a.step == b.step == 6
-    for (path, x), y in zip(
-        jax.tree_util.tree_leaves_with_path(a.params), jax.tree.leaves(b.params)
-    ):
-        np.testing.assert_allclose(
-            np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6, err_msg=str(path)
+    assert_same_run(one_device, four)
+    assert [r["replicated"] for r in records(four) if r["kind"] == "probe"] == [1.0, 1.0]
+
+
+def test_two_processes_match_one(tmp_path, one_device):
+    """Multi-host through jax.distributed on one machine: 2 CPU processes (Gloo collectives)."""
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "host.py"
+    script.write_text(TWO_HOSTS.format(here=str(HERE)))
+    workdir = tmp_path / "two"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(workdir)],
+            env={
+                **os.environ,
+                "JAX_PLATFORMS": "cpu",
+                "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
+                "RNNLAB_NUM_PROCESSES": "2",
+                "RNNLAB_PROCESS_ID": str(i),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
-    ra, rb = records(one), records(four)
-    assert [r["step"] for r in ra if r["kind"] == "train"] == [3, 6]
-    for x, y in zip(
-        [r for r in ra if r["kind"] != "probe"], [r for r in rb if r["kind"] != "probe"]
-    ):
-        for key in ("loss", "grad_norm", "val_loss"):
-            if key in x:
-                assert x[key] == pytest.approx(y[key], rel=1e-5), key
-    assert [r["replicated"] for r in rb if r["kind"] == "probe"] == [1.0, 1.0]
+        for i in range(2)
+    ]
+    try:
+        outs = [p.communicate(timeout=240)[0].decode() for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+    assert_same_run(one_device, workdir)
