@@ -1,17 +1,17 @@
 """memory-horizon: per cell, the longest T at which the adding problem is solved (the headline table).
 
 Command:
-    rnnlab run memory-horizon           # full: every registered cell, T = 20, 40, 80, 160
+    rnnlab run memory-horizon           # full: every registered cell, T = 16, 32, 64, 128
     rnnlab run memory-horizon:smoke     # seconds; what the test suite runs
     Options: experiment.cells="('lstm', 'gru')" (default (): every cell in rnnlab.cells.names()),
     experiment.lengths="(50, 100, 200, 400)", train.num_steps=5000 (the step budget per T)
 
 What it does: for every registered cell (a new cell file appears here without an edit), trains
 on the adding problem (Le/Arjovsky variant, rnnlab.data.tasks) at increasing T, each T from a
-fresh init with the same step budget (``train.num_steps`` = 1500 steps of batch 32, hidden 32,
+fresh init with the same step budget (``train.num_steps`` = 1000 steps of batch 32, hidden 32,
 Adam 2e-3, global-norm clip 1, seed 0). "Solved" = eval MSE over 4 x 32 fixed sequences below
 ``experiment.solve_mse`` = 0.01 (the 1/6 baseline is 17x higher) at one of the evaluations
-every 100 steps; the run stops there. The ladder stops at the first T a cell fails (longer T is
+every 50 steps; the run stops there. The ladder stops at the first T a cell fails (longer T is
 not tried). results.json: per cell, the longest T solved and, per T, the step it was solved at
 or the final MSE. Figure figures/memory_horizon.png: eval MSE against step for each (cell, T).
 
@@ -44,12 +44,12 @@ def get_config(variant: str | None = None):
     c.model.hidden_size = 32
     c.optim.learning_rate = 2e-3
     c.optim.clip_value = 1.0
-    c.train.num_steps = 1500
-    c.train.eval_every = 100
+    c.train.num_steps = 1000
+    c.train.eval_every = 50
     c.train.log_every = 100
     c.train.checkpoint_every = 0
     c.train.progress = False
-    registry.with_section(c, cells=(), lengths=(20, 40, 80, 160), solve_mse=0.01)
+    registry.with_section(c, cells=(), lengths=(16, 32, 64, 128), solve_mse=0.01)
     if variant == "smoke":
         c.model.hidden_size = 8
         c.data.batch_size = 8

@@ -313,17 +313,22 @@ def train_until(config, workdir, overrides=(), *, solve_mse: float | None = None
     """
     if solve_mse is None:
         return subrun(config, workdir, overrides)
+    import jax
     import jax.numpy as jnp
 
     from rnnlab.probes._carry import wrap
 
+    compiled = {}
+
     def check(step, params, model, dataset):
-        params = wrap(params)
+        if "mse" not in compiled:  # one compile per run, not op-by-op dispatch at every eval
+            compiled["mse"] = jax.jit(
+                lambda p, x, y: jnp.mean(jnp.square(model.apply(wrap(p), x)[0] - y))
+            )
         errs = [
-            float(jnp.mean(jnp.square(model.apply(params, jnp.asarray(b["inputs"]))[0]
-                                      - jnp.asarray(b["targets"]))))
+            float(compiled["mse"](params, jnp.asarray(b["inputs"]), jnp.asarray(b["targets"])))
             for b in dataset.eval_batches()
-        ]  # fmt: skip
+        ]
         mse = float(np.mean(errs))
         if mse < solve_mse:
             raise _Solved(step, mse)
