@@ -30,7 +30,7 @@ import pathlib
 import numpy as np
 
 from rnnlab import config as config_lib
-from rnnlab import registry
+from rnnlab import study
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")
@@ -59,7 +59,7 @@ def get_config(variant: str | None = None):
     c.train.log_every = 250
     c.train.checkpoint_every = 0
     c.train.progress = False
-    registry.with_section(c, cells=("elman", "irnn", "lstm", "gru"), lengths=(50, 100, 200))
+    study.with_section(c, cells=("elman", "irnn", "lstm", "gru"), lengths=(50, 100, 200))
     if variant == "smoke":
         c.model.hidden_size = 8
         c.data.batch_size = 8
@@ -76,7 +76,7 @@ def runs_for(cells) -> dict[str, list[str]]:
 
 
 def run(config, workdir) -> dict:
-    rows = registry.task_grid(
+    rows = study.task_grid(
         config, workdir, runs_for(config.experiment.cells), config.experiment.lengths
     )
     series = {}
@@ -96,4 +96,4 @@ def run(config, workdir) -> dict:
         hlines={"baseline 1/6": 1 / 6, "solved 0.01": 0.01},
         notes={"rows": rows},
     )
-    return {"rows": rows, "table": registry.grid_table(rows, metric="MSE", solved=0.01)}
+    return {"rows": rows, "table": study.grid_table(rows, metric="MSE", solved=0.01)}

@@ -29,7 +29,7 @@ import json
 import pathlib
 
 from rnnlab import config as config_lib
-from rnnlab import registry, train
+from rnnlab import study, train
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")
@@ -51,7 +51,7 @@ def get_config(variant: str | None = None):
     c.train.log_every = 5
     c.train.checkpoint_every = 0
     c.train.progress = False
-    registry.with_section(c, clip_values=(0.0, 1.0))
+    study.with_section(c, clip_values=(0.0, 1.0))
     if variant == "smoke":
         c.model.hidden_size = 8
         c.data.seq_length = 10
@@ -83,7 +83,7 @@ def run(config, workdir) -> dict:
         )
         sub = workdir / "runs" / label.replace(" ", "_")
         try:
-            summary, diverged = registry.subrun(config, sub, clip), None
+            summary, diverged = study.subrun(config, sub, clip), None
         except train.NonFiniteError as err:
             summary, diverged = {}, str(err)
         runs[label] = curves(sub)

@@ -30,7 +30,7 @@ import pathlib
 import numpy as np
 
 from rnnlab import config as config_lib
-from rnnlab import registry
+from rnnlab import study
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")
@@ -59,7 +59,7 @@ def get_config(variant: str | None = None):
     c.train.log_every = 250
     c.train.checkpoint_every = 0
     c.train.progress = False
-    registry.with_section(c, cells=("lstm", "lstm/chrono", "gru", "elman"), lengths=(20, 50))
+    study.with_section(c, cells=("lstm", "lstm/chrono", "gru", "elman"), lengths=(20, 50))
     if variant == "smoke":
         c.model.hidden_size = 8
         c.data.batch_size = 8
@@ -73,7 +73,7 @@ def get_config(variant: str | None = None):
 def run(config, workdir) -> dict:
     rows = []
     for T in config.experiment.lengths:  # chrono's T_max depends on T
-        rows += registry.task_grid(config, workdir, runs_for(config.experiment.cells, T), [T])
+        rows += study.task_grid(config, workdir, runs_for(config.experiment.cells, T), [T])
     series = {}
     for label in dict.fromkeys(r["label"] for r in rows):
         mine = [r for r in rows if r["label"] == label]
@@ -94,4 +94,4 @@ def run(config, workdir) -> dict:
         hlines={"baseline 10 ln 8 / (T+20)": 1.0},
         notes={"rows": rows},
     )
-    return {"rows": rows, "table": registry.grid_table(rows, metric="xent (nats/step)")}
+    return {"rows": rows, "table": study.grid_table(rows, metric="xent (nats/step)")}

@@ -33,7 +33,7 @@ import pathlib
 import numpy as np
 
 from rnnlab import config as config_lib
-from rnnlab import registry
+from rnnlab import study
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")
@@ -65,7 +65,7 @@ def get_config(variant: str | None = None):
     c.train.log_every = 100
     c.train.checkpoint_every = 0
     c.train.progress = False
-    registry.with_section(c, runs=tuple(runs_for(100)))
+    study.with_section(c, runs=tuple(runs_for(100)))
     if variant == "smoke":
         c.model.hidden_size = 8
         c.data.seq_length = 10
@@ -83,7 +83,7 @@ def run(config, workdir) -> dict:
     if unknown:
         raise KeyError(f"unknown init run(s) {unknown}; known: {', '.join(everything)}")
     runs = {k: everything[k] for k in config.experiment.runs}
-    rows = registry.task_grid(config, workdir, runs, [T])
+    rows = study.task_grid(config, workdir, runs, [T])
     styles = {r["label"]: {"linestyle": ["-", "--", ":"][i % 3]} for i, r in enumerate(rows)}
     plots.lines(
         {r["label"]: r["curve"] for r in rows},
@@ -97,7 +97,7 @@ def run(config, workdir) -> dict:
         notes={"rows": rows},
     )
     first = {r["label"]: _first_below(r["curve"], 0.05) for r in rows}
-    table = registry.grid_table(rows, metric="MSE", solved=0.01)
+    table = study.grid_table(rows, metric="MSE", solved=0.01)
     table += "\n\nfirst eval below MSE 0.05: " + ", ".join(
         f"{k}: {'never' if v is None else f'step {v}'}" for k, v in first.items()
     )

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import pathlib
 
-from rnnlab import cells, registry
+from rnnlab import cells, study
 from rnnlab import config as config_lib
 from rnnlab.viz import plots
 
@@ -49,7 +49,7 @@ def get_config(variant: str | None = None):
     c.train.log_every = 100
     c.train.checkpoint_every = 0
     c.train.progress = False
-    registry.with_section(c, cells=(), lengths=(16, 32, 64, 128), solve_mse=0.01)
+    study.with_section(c, cells=(), lengths=(16, 32, 64, 128), solve_mse=0.01)
     if variant == "smoke":
         c.model.hidden_size = 8
         c.data.batch_size = 8
@@ -70,12 +70,12 @@ def run(config, workdir) -> dict:
         horizon, per_T = 0, {}
         for T in config.experiment.lengths:
             sub = workdir / "runs" / name / f"T{T}"
-            out = registry.train_until(
+            out = study.train_until(
                 config, sub, [f"model.cell={name}", f"data.seq_length={T}"], solve_mse=threshold
             )
             per_T[T] = {"solved_step": out["solved_step"], "mse": out.get("val_loss"),
                         "time_s": out["time_s"]}  # fmt: skip
-            steps, vals = registry.eval_curve(sub)
+            steps, vals = study.eval_curve(sub)
             series[f"{name} T={T}"] = (steps, vals)
             styles[f"{name} T={T}"] = {"alpha": 0.4 + 0.6 * (T / max(config.experiment.lengths))}
             if out["solved_step"] is None:

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import config as config_lib
-from rnnlab import probes, registry
+from rnnlab import probes, study
 from rnnlab.unroll import make_cell
 from rnnlab.viz import plots
 
@@ -54,7 +54,7 @@ def get_config(variant: str | None = None):
     c.data.seq_length = 200
     c.data.batch_size = 16
     radii = tuple(float(r) for r in np.round(np.linspace(0.5, 1.5, 21), 3))
-    registry.with_section(c, radii=radii, input_stds=(0.0, 1.0), input_dim=4)
+    study.with_section(c, radii=radii, input_stds=(0.0, 1.0), input_dim=4)
     if variant == "smoke":
         c.model.hidden_size = 16
         c.data.seq_length = 20

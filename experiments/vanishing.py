@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab import cells, data, models, probes, registry, train
+from rnnlab import cells, data, models, probes, registry, study, train
 from rnnlab import config as config_lib
 from rnnlab.viz import plots
 
@@ -55,7 +55,7 @@ def get_config(variant: str | None = None):
     c.train.log_every = 100
     c.train.checkpoint_every = 0
     c.train.progress = False
-    registry.with_section(c, cells=(), probe_batch=32)
+    study.with_section(c, cells=(), probe_batch=32)
     if variant == "smoke":
         c.data.seq_length = 12
         c.data.batch_size = 8
@@ -63,7 +63,7 @@ def get_config(variant: str | None = None):
         c.train.num_steps = 3
         c.train.eval_every = 3
         c.experiment.probe_batch = 4
-        c.experiment.cells = ("elman", "lstm")
+        c.experiment.cells = ("lstm",)
     return c
 
 
@@ -100,7 +100,7 @@ def run(config, workdir) -> dict:
         init = grad_norms(model, model.init(jax.random.PRNGKey(cfg.seed), x0), dataset, n)
         seen = {}  # the last evaluation's gradient norms, measured by a training hook
         hook = lambda step, p, m, d: seen.update(g=grad_norms(m, p, d, n)) or {}
-        summary = registry.subrun(cfg, workdir / "runs" / name, hooks=[hook], dataset=dataset)
+        summary = study.subrun(cfg, workdir / "runs" / name, hooks=[hook], dataset=dataset)
         curves[name] = {"init": init, "trained": seen["g"]}
         table[name] = {
             "init": summarize(init),

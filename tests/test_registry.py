@@ -13,14 +13,14 @@ TOY = '''
 More of the record.
 """
 from rnnlab import config as config_lib
-from rnnlab import registry
+from rnnlab import registry, study
 
 VARIANTS = ("default", "smoke")
 
 
 def get_config(variant=None):
     c = config_lib.get_config()
-    registry.with_section(c, scale=1.0)
+    study.with_section(c, scale=1.0)
     if variant == "smoke":
         c.experiment.scale = 0.5
     return c
