@@ -38,6 +38,7 @@ from benchmarks.common import (  # noqa: E402
 )
 
 SYSTEMS = ("rnnlab", "rnnlab-autodiff", "torch", "flax")
+REMATS = {False: "rnnlab", True: "rnnlab-remat", "chunked": "rnnlab-remat-chunked"}
 WORKLOADS = ("train", "forward", "generate", "compile", "memory", "probe")
 
 
@@ -195,18 +196,11 @@ def run(args) -> dict:
             )
             from benchmarks.rnnlab_system import RnnlabSystem
 
-            for remat in (False, True):
+            for remat, name in REMATS.items():
                 sysm = RnnlabSystem(spec, remat=remat)
                 peak = sysm.peak_bytes(spec.steps)
                 times = time_runs(sysm.train_step, warmup=1, repeats=max(5, args.repeats - 2))
-                record(
-                    rows,
-                    "memory",
-                    spec,
-                    "rnnlab-remat" if remat else "rnnlab",
-                    times,
-                    peak_bytes=peak,
-                )
+                record(rows, "memory", spec, name, times, peak_bytes=peak)
                 del sysm
     return out
 

@@ -98,16 +98,15 @@ def targets(out) -> list[str]:
             f"probe {key[0]} H={key[1]}: dL/dh_t for all t = {ratio:.2f}x a train step (target <= 1.5x)",
         )
     mem = _index(_rows(out, "memory"))
-    for (cell, H, T, s), r in sorted(mem.items()):
-        if s != "rnnlab" or (cell, H, T, "rnnlab-remat") not in mem:
+    for (cell, H, T, s), rm in sorted(mem.items()):
+        r = mem.get((cell, H, T, "rnnlab"))
+        if s == "rnnlab" or not r or not (r["peak_bytes"] and rm["peak_bytes"]):
             continue
-        rm = mem[(cell, H, T, "rnnlab-remat")]
-        if r["peak_bytes"] and rm["peak_bytes"]:
-            cut, cost = r["peak_bytes"] / rm["peak_bytes"], rm["median_s"] / r["median_s"]
-            check(
-                cut >= 3 and cost <= 1.5,
-                f"remat {cell} H={H} T={T}: memory / {cut:.1f} for {cost:.2f}x the time (target >= 3x for <= 1.5x)",
-            )
+        cut, cost = r["peak_bytes"] / rm["peak_bytes"], rm["median_s"] / r["median_s"]
+        check(
+            cut >= 3 and cost <= 1.5,
+            f"remat {cell} H={H} T={T}: memory / {cut:.1f} for {cost:.2f}x the time (target >= 3x for <= 1.5x)",
+        )
     return lines
 
 

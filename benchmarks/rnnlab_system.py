@@ -21,7 +21,7 @@ from rnnlab.unroll import RNN
 class BenchLM(nn.Module):
     spec: Spec
     backward: str = "auto"
-    remat: bool = False
+    remat: bool | str = False  # False | True (per step) | "chunked"
     unroll: int = 1
 
     @nn.compact
@@ -45,7 +45,9 @@ class BenchLM(nn.Module):
 class RnnlabSystem:
     """One rnnlab configuration: ``train_step``, ``forward``, ``generate``, compile, memory."""
 
-    def __init__(self, spec: Spec, *, backward: str = "auto", remat: bool = False, seed: int = 0):
+    def __init__(
+        self, spec: Spec, *, backward: str = "auto", remat: bool | str = False, seed: int = 0
+    ):
         self.spec = spec
         self.model = BenchLM(spec, backward=backward, remat=remat)
         x, y = batch(spec, seed)

@@ -222,6 +222,47 @@ def linear_scan(cell, params, carry, inputs: dict, return_states: bool = False):
     return like(hs[-1]), (ys, like(hs) if return_states else None)
 
 
+def _unroll_chunked(cell, params, xs, carry, *, seq_lengths, reverse, perturbation, **kw):
+    """``remat="chunked"``: :func:`unroll` over chunks of ``K ~ sqrt(T)`` steps, each chunk
+    (projection + scan) under ``jax.checkpoint``; ``T`` is padded to ``n*K`` with masked steps."""
+    B, T, D = xs.shape
+    K = max(1, int(np.ceil(np.sqrt(T))))
+    n = -(-T // K)
+    if carry is None:
+        carry = cell.initialize_carry(None, (B, D))
+    if reverse:
+        xs = reverse_sequences(xs, seq_lengths)
+        if perturbation is not None:
+            perturbation = jax.tree.map(lambda e: reverse_sequences(e, seq_lengths), perturbation)
+    masked = seq_lengths is not None or n * K != T
+    lengths = jnp.full((B,), T) if seq_lengths is None else seq_lengths
+
+    def chunks(a):  # [B, T, ...] -> [n, B, K, ...], zero-padded
+        a = jnp.pad(a, [(0, 0), (0, n * K - T)] + [(0, 0)] * (a.ndim - 2))
+        return jnp.moveaxis(a.reshape((B, n, K) + a.shape[2:]), 1, 0)
+
+    inputs = {"x": chunks(xs), "start": jnp.arange(n) * K}
+    if perturbation is not None:
+        inputs["eps"] = jax.tree.map(chunks, perturbation)
+
+    @jax.checkpoint
+    def body(carry, inp):
+        length = jnp.clip(lengths - inp["start"], 0, K) if masked else None
+        carry, ys, states = unroll(
+            cell, params, inp["x"], carry, seq_lengths=length, perturbation=inp.get("eps"), **kw
+        )
+        return carry, (ys, states)
+
+    carry, outs = jax.lax.scan(body, carry, inputs)
+    unchunk = lambda a: jnp.moveaxis(a, 0, 1).reshape((B, n * K) + a.shape[3:])[:, :T]
+    ys, states = jax.tree.map(unchunk, outs)
+    if reverse:
+        ys = reverse_sequences(ys, seq_lengths)
+        if states is not None:
+            states = jax.tree.map(lambda s: reverse_sequences(s, seq_lengths), states)
+    return carry, ys, states
+
+
 def unroll(
     cell: nn.Module,
     params,
@@ -232,7 +273,7 @@ def unroll(
     reverse: bool = False,
     perturbation: Carry | None = None,
     return_states: bool = False,
-    remat: bool = False,
+    remat: bool | str = False,
     unroll: int = 1,
     backward: str = "auto",
     scan: str = "auto",
@@ -249,7 +290,9 @@ def unroll(
       perturbation: carry-shaped pytree with leaves ``[B, T, ...]`` added to the carry after step
         ``t`` (in original time order). Pass zeros and differentiate to get ``dL/dh_t``.
       return_states: also return the carry after every step (leaves ``[B, T, ...]``).
-      remat: rematerialize each step in the backward pass (``jax.checkpoint`` on the step).
+      remat: ``True``: rematerialize each step in the backward pass (``jax.checkpoint`` on the
+        step); ``"chunked"``: checkpoint chunks of ~sqrt(T) steps *including the input
+        projection*, so only the inputs and ~sqrt(T) carries are kept (the most memory saved).
       unroll: forwarded to ``jax.lax.scan``.
       backward: ``"autodiff"`` (differentiate the scan: the reference), ``"fused"`` (the
         custom VJP of :mod:`rnnlab.fused`: weight gradients as one matmul over all T*B rows;
@@ -268,6 +311,12 @@ def unroll(
     xs = jnp.asarray(xs)
     seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
     B, T, D = xs.shape
+    if remat == "chunked":
+        return _unroll_chunked(
+            cell, params, xs, carry, seq_lengths=seq_lengths, reverse=reverse,
+            perturbation=perturbation, return_states=return_states,
+            unroll=unroll, backward=backward, scan=scan,
+        )  # fmt: skip
     if carry is None:
         carry = cell.initialize_carry(None, (B, D))
     if reverse:  # the projection acts per step, so reversing its input is the same
@@ -358,7 +407,7 @@ class RNN(nn.Module):
     dropout: float = 0.0  # between layers (not after the last), as in PyTorch
     residual: bool = False  # y_l = f_l(x_l) + x_l for layers whose input and output widths match
     initial_carry: str = "zeros"  # zeros | learned (a given carry is passed to __call__)
-    remat: bool = False
+    remat: bool | str = False  # True (per step) | "chunked" (sqrt(T) chunks; see unroll)
     unroll: int = 1
     backward: str = "auto"  # auto | autodiff | fused (see unroll)
     scan: str = "auto"  # auto | sequential | associative (linear cells; see unroll)

@@ -136,3 +136,15 @@ def test_rnn_layer_option_and_errors():
     with pytest.raises(ValueError, match="dense-recurrence"):
         unroll(jordan, jp, x, backward="fused")
     unroll(jordan, jp, x, backward="auto")  # falls back to autodiff
+
+
+@pytest.mark.parametrize("backward", ["fused", "autodiff"])
+def test_chunked_remat_equals_plain_autodiff(backward):
+    """remat="chunked" (sqrt(T) chunks, T=7 padded to 9) with every option, vs no remat."""
+    cell, params, xs, carry, key = setup("lstm")
+    kw = {"seq_lengths": jnp.array([6, 7, 2]), "reverse": True, "perturb": True}
+    kw["return_states"] = True
+    ref_val, ref = loss_and_grads(cell, params, xs, carry, key, "autodiff", **dict(kw))
+    val, got = loss_and_grads(cell, params, xs, carry, key, backward, remat="chunked", **kw)
+    np.testing.assert_allclose(val, ref_val, rtol=1e-6)
+    assert_trees_close(got, ref, 1e-5)
