@@ -27,6 +27,26 @@ from orbax.checkpoint import checkpoint_managers as policies
 absl_logging.set_verbosity(absl_logging.ERROR)
 
 
+class IncompatibleCheckpointError(ValueError):
+    """A checkpoint that reads fine but holds params of another shape or structure."""
+
+
+def param_differences(saved, wanted) -> list[str]:
+    """``"path: shape -> shape"`` for every params leaf that differs between two state trees."""
+    import jax
+
+    def shapes(tree):
+        leaves = jax.tree_util.tree_flatten_with_path(tree.get("params", {}))[0]
+        return {jax.tree_util.keystr(p): tuple(x.shape) for p, x in leaves}
+
+    a, b = shapes(saved), shapes(wanted)
+    return [
+        f"params{k}: {a.get(k, '<absent>')} -> {b.get(k, '<absent>')}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
+
+
 class Checkpoints:
     """``save(step, state, val_loss)``, ``restore(abstract_state)``, ``best_step()``.
 
@@ -126,7 +146,17 @@ class Checkpoints:
         candidates = [step] if step is not None else sorted(self.steps(), reverse=True)
         for s in candidates:
             try:
+                if abstract_state is not None:  # a checkpoint of another model is not "corrupt"
+                    diff = param_differences(self.abstract_state(s), abstract_state)
+                    if diff:
+                        raise IncompatibleCheckpointError(
+                            f"checkpoint at step {s} in {self.directory} was written by a "
+                            "different model; differing params (saved -> now):\n  "
+                            + "\n  ".join(diff[:20])
+                        )
                 return s, self._restore_one(s, abstract_state)
+            except IncompatibleCheckpointError:
+                raise
             except Exception as err:  # Orbax/TensorStore raise many kinds for bad files
                 if step is not None:
                     raise

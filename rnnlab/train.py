@@ -1,21 +1,14 @@
 """The trainer: ``train_and_evaluate(config, workdir)`` and ``load_run(workdir)``.
 
-One optimizer update (``B`` batch, ``T`` time; ``S`` seeds when ``train.num_seeds > 1``)::
+The loop on the host: for each step, ``dataset.train_batch(step)`` is placed on the device mesh
+(:mod:`rnnlab.devices`) and fed to the jitted update (:mod:`rnnlab.steps`; the state is donated);
+measurements stay on the device until a log/eval/checkpoint boundary, where they are fetched
+together, checked for NaN/Inf, averaged into one ``metrics.jsonl`` record and one log line.
+Evaluation runs over ``dataset.eval_batches()`` (the carry carried across chunks of streams).
 
-    carry  = zeros if reset else stop_gradient(carry)      # truncated BPTT for streams
-    loss, grads = value_and_grad(model.loss)(params, batch, carry, rng=fold_in(key_s, step))
-    updates = optax chain (clip -> optimizer)(grads)       # rnnlab.optim
-    measurements: loss, grad_norm (pre-clip ||g||_2), param_norm, update_ratio
-                  (||update|| / ||params||), lr, and the model's aux (accuracy)
-
-The step is jitted once with the state donated; with ``S`` seeds it is ``jax.vmap``-ed over
-independently initialized models (seed ``config.seed + s``), all on the same batches. Batches are
-sharded over a ``jax.sharding.Mesh`` of all devices on its ``"data"`` axis, params replicated
-(data parallelism through XLA's SPMD partitioner; one device is the same code).
-
-Everything derives from the step number (data from ``dataset.train_batch(step)``, dropout from
-``fold_in``), and the stream carry is checkpointed with params and optimizer state, so a run
-killed at any moment resumes bitwise identically from its last checkpoint.
+Exactness: data and dropout randomness derive from the step number, and the stream carry is
+checkpointed with params and optimizer state, so a run killed at any moment and started again
+with the same command ends with bitwise the same params as an uninterrupted one.
 
 Workdir: ``config.json``, ``data.json`` (dataset metadata + ``model_spec``), ``metrics.jsonl``
 (:mod:`rnnlab.metrics`), ``checkpoints/`` (:mod:`rnnlab.checkpoint`).
@@ -37,12 +30,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from rnnlab import checkpoint, models, optim
 from rnnlab import config as config_lib
 from rnnlab import data as data_lib
 from rnnlab import metrics as metrics_lib
+from rnnlab.devices import data_mesh, initialize_distributed, shard_batch
+from rnnlab.steps import jitted_steps, make_steps, optax_norm  # noqa: F401 (public here too)
 
 # keys that may change between a run and its resumption (they do not change what is computed)
 RUN_CONTROL_KEYS = {
@@ -101,176 +95,6 @@ def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
         kwargs["seed"] = config.seed
     kwargs.update(d.options.to_dict())
     return kwargs
-
-
-# ------------------------------------------------------------------------------ the steps
-
-
-def make_steps(model, tx, schedule, *, stream: bool, num_seeds: int):
-    """``(init, train_step, eval_step)``: pure functions the loop jits.
-
-    ``init(key, batch) -> state`` (one seed) with ``state = {"step", "params", "opt_state"
-    [, "carry"]}``;
-    ``train_step(state, batch, reset, keys) -> (state, measurements)``;
-    ``eval_step(params, carry, batch) -> (aux, carry)``. With ``num_seeds > 1`` params, optimizer
-    state, carry and measurements have a leading ``[S]`` axis.
-    """
-
-    def loss_fn(params, batch, carry, rng, deterministic):
-        return model.apply(
-            {"params": params},
-            batch,
-            carry,
-            deterministic=deterministic,
-            method="loss",
-            rngs=None if rng is None else {"dropout": rng},
-        )
-
-    def init_one(key, batch):
-        pkey, dkey = jax.random.split(key)
-        variables = model.init({"params": pkey, "dropout": dkey}, batch, None, method="loss")
-        params = variables["params"]
-        one = {"params": params, "opt_state": tx.init(params)}
-        if stream:
-            _, _, carry = jax.eval_shape(lambda: loss_fn(params, batch, None, dkey, True))
-            one["carry"] = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), carry)
-        return one
-
-    def train_one(params, opt_state, carry, batch, reset, key, step):
-        rng = jax.random.fold_in(key, step)
-        if stream:  # zero at an epoch start; no gradient flows into the previous chunk
-            carry = jax.tree.map(lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry)
-            carry = jax.lax.stop_gradient(carry)
-        grad_fn = jax.value_and_grad(
-            lambda p: (lambda out: (out[0], out[1:]))(loss_fn(p, batch, carry, rng, False)),
-            has_aux=True,
-        )
-        (loss, (aux, new_carry)), grads = grad_fn(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        new_params = jax.tree.map(jnp.add, params, updates)
-        param_norm = optax_norm(params)
-        m = {k: v for k, v in aux.items() if k != "loss"}
-        m.update(
-            loss=loss,
-            grad_norm=optax_norm(grads),  # before clipping
-            param_norm=param_norm,
-            update_ratio=optax_norm(updates) / jnp.maximum(param_norm, 1e-12),
-            lr=jnp.asarray(schedule(step), jnp.float32),
-        )
-        return new_params, opt_state, (new_carry if stream else carry), m
-
-    def eval_one(params, carry, batch):
-        _, aux, new_carry = loss_fn(params, batch, carry if stream else None, None, True)
-        return aux, (new_carry if stream else carry)
-
-    seeds = num_seeds > 1
-    if seeds:
-        train_one = jax.vmap(train_one, in_axes=(0, 0, 0, None, None, 0, None))
-        eval_one = jax.vmap(eval_one, in_axes=(0, 0, None))
-
-    def init(key, batch):  # one seed; seeds are stacked by `jitted_steps`
-        return {"step": jnp.zeros((), jnp.int32), **init_one(key, batch)}
-
-    def train_step(state, batch, reset, keys):
-        step = state["step"]
-        carry = state.get("carry")
-        params, opt_state, carry, m = train_one(
-            state["params"],
-            state["opt_state"],
-            carry,
-            batch,
-            reset,
-            keys if seeds else keys[0],
-            step,
-        )
-        new = {"step": step + 1, "params": params, "opt_state": opt_state}
-        if stream:
-            new["carry"] = carry
-        return new, m
-
-    return init, train_step, eval_one
-
-
-def optax_norm(tree) -> jax.Array:
-    """Global L2 norm over all leaves (``optax.global_norm``), in float32."""
-    return optax.global_norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
-
-
-_JITTED: dict[tuple, tuple] = {}
-
-
-def jitted_steps(model, optim_config, num_steps: int, stream: bool, num_seeds: int):
-    """``make_steps`` jitted (train step with the state donated), cached per process.
-
-    The cache key is the model's and optimizer's full description, so a second run of the same
-    setup in one process (a sweep, a notebook, the tests) reuses the compiled steps.
-    """
-    classes = tuple(id(v) for v in vars(model).values() if isinstance(v, type))  # user cells
-    key = (repr(model), classes, repr(sorted(optim_config.to_dict().items())), num_steps)
-    key += (stream, num_seeds)
-    if key not in _JITTED:
-        if len(_JITTED) >= 8:  # a long sweep in one process: drop the oldest
-            _JITTED.pop(next(iter(_JITTED)))
-        tx, schedule = optim.make(optim_config, num_steps)
-        init, step, evaluate = make_steps(model, tx, schedule, stream=stream, num_seeds=num_seeds)
-        init_one = jax.jit(init)
-
-        def init_seeds(keys, batch):  # S inits with one compile (and equal to S single runs)
-            states = [init_one(keys[s], batch) for s in range(num_seeds)]
-            if num_seeds == 1:
-                return states[0]
-            stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-            return {**stacked, "step": states[0]["step"]}
-
-        _JITTED[key] = (init_seeds, jax.jit(step, donate_argnums=0), jax.jit(evaluate))
-    return _JITTED[key]
-
-
-# --------------------------------------------------------------------------- devices
-
-
-def initialize_distributed() -> None:
-    """Join a multi-host run when the environment asks for it (no-op otherwise; idempotent).
-
-    * ``RNNLAB_DISTRIBUTED=1``: ``jax.distributed.initialize()`` with JAX's cluster
-      auto-detection (SLURM, Open MPI, Cloud TPU pods, Kubernetes, ...);
-    * ``JAX_COORDINATOR_ADDRESS=host:port`` with ``RNNLAB_NUM_PROCESSES`` and
-      ``RNNLAB_PROCESS_ID``: an explicit cluster (e.g. several processes on one machine).
-
-    Every process then runs the same command; each computes the same global batch and
-    contributes its devices' shards; process 0 writes the workdir files (Orbax coordinates
-    the checkpoint writes of all processes).
-    """
-    if jax.distributed.is_initialized():
-        return
-    if os.environ.get("RNNLAB_NUM_PROCESSES"):
-        jax.distributed.initialize(
-            coordinator_address=os.environ.get("JAX_COORDINATOR_ADDRESS"),
-            num_processes=int(os.environ["RNNLAB_NUM_PROCESSES"]),
-            process_id=int(os.environ.get("RNNLAB_PROCESS_ID", "0")),
-        )
-    elif os.environ.get("RNNLAB_DISTRIBUTED", "") not in ("", "0"):
-        jax.distributed.initialize()
-
-
-def data_mesh(batch_size: int) -> jax.sharding.Mesh:
-    """A 1-D mesh of all devices (all processes) on the axis ``"data"``."""
-    devices = jax.devices()
-    if batch_size % len(devices):
-        raise ValueError(
-            f"batch size {batch_size} is not divisible by the number of devices "
-            f"({len(devices)}); choose a multiple of {len(devices)}"
-        )
-    return jax.sharding.Mesh(np.asarray(devices), ("data",))
-
-
-def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
-    """Place a host batch on the mesh: every leaf split along its first (batch) axis."""
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    return {
-        k: jax.make_array_from_callback(np.shape(v), sharding, lambda idx, v=v: np.asarray(v)[idx])
-        for k, v in batch.items()
-    }
 
 
 # --------------------------------------------------------------------------- workdir
@@ -465,7 +289,9 @@ class _Loop:
 
     def evaluate(self, state) -> dict:
         """Mean of the model's aux over ``dataset.eval_batches()``, carry carried (streams)."""
-        carry = jax.tree.map(jnp.zeros_like, state["carry"]) if self.stream else None
+        carry = None  # zeros / the learned initial carry, then carried (streams)
+        if self.stream and getattr(self.model, "initial_carry", "zeros") != "learned":
+            carry = jax.tree.map(jnp.zeros_like, state["carry"])  # one eval compile, not two
         sums, n = None, 0
         for batch in self.dataset.eval_batches():
             aux, carry = self.jit_eval(state["params"], carry, shard_batch(batch, self.mesh))

@@ -94,7 +94,9 @@ def test_sigkill_corrupt_and_time_limit_resume_exactly(tmp_path, capsys):
     # 2. the same command again resumes from step 4; the uninterrupted run is the reference
     summary = train.train_and_evaluate(config, killed, dataset=dataset(config))
     assert summary["resumed_from"] == 4 and summary["step"] == 12
-    train.train_and_evaluate(config, reference, dataset=dataset(config))
+    full = train.train_and_evaluate(config, reference, dataset=dataset(config))
+    again = train.train_and_evaluate(config, reference, dataset=dataset(config))  # done: no-op
+    assert again["resumed_from"] == 12 and again["val_loss"] == full["val_loss"]
     assert_bitwise_equal(params_of(killed), params_of(reference))
     assert train_records(killed) == train_records(reference)  # the lost records rewritten
 
@@ -135,3 +137,9 @@ def test_keeps_latest_and_best(tmp_path):
     assert step == 5 and int(restored["step"]) == 5
     reopened.save(6, state)  # a restart keeps the best one too
     assert reopened.steps() == [1, 5, 6]
+    other = {"step": jnp.int32(0), "params": {"w": jnp.zeros(4), "v": jnp.zeros(1)}}
+    with pytest.raises(checkpoint.IncompatibleCheckpointError) as info:
+        reopened.restore(jax.eval_shape(lambda: other))
+    assert "params['w']: (3,) -> (4,)" in str(info.value)
+    assert "params['v']: <absent> -> (1,)" in str(info.value)
+    assert reopened.steps() == [1, 5, 6]  # nothing moved or deleted

@@ -123,13 +123,15 @@ def test_one_step_changes_every_parameter():
     ds = tiny_text(config)
     model = models.build(config.model, ds.model_spec)
     tx, schedule = optim.make(config.optim, 10)
-    init, step, _ = train.make_steps(model, tx, schedule, stream=False, num_seeds=1)
+    # a stream at an epoch start: the learned initial carry is used and trained too
+    init, step, _ = train.make_steps(model, tx, schedule, stream=True, num_seeds=1)
     keys = jax.random.PRNGKey(0)[None]
     batch = {k: jnp.asarray(v) for k, v in ds.train_batch(0)[0].items()}
     state = jax.jit(init)(keys[0], batch)
     before = jax.device_get(state["params"])  # the step donates (reuses) the state's buffers
     new, m = jax.jit(step, donate_argnums=0)(state, batch, jnp.asarray(True), keys)
     assert int(new["step"]) == 1
+    assert "carry0_1" in str(jax.tree_util.tree_leaves_with_path(before))
     seen = np.unique(np.asarray(batch["inputs"]))  # embedding rows of absent ids get no gradient
     for (path, a), b in zip(
         jax.tree_util.tree_leaves_with_path(before), jax.tree.leaves(new["params"])
