@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -34,8 +35,9 @@ _EXTRA = ("#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#31
 
 
 def color(name: str) -> str:
-    """The fixed color of a cell (or cell variant ``"lstm/chrono"``: the cell's color)."""
-    base = name.split("/")[0].split(":")[0]
+    """The fixed color of a cell; a label's first word names it (``"lstm/chrono"``,
+    ``"gru T=50"``, ``"elman (init)"`` take the cell's color)."""
+    base = re.split(r"[\s/:(]", name.strip(), maxsplit=1)[0]
     if base in CELL_COLORS:
         return CELL_COLORS[base]
     return _EXTRA[int(hashlib.md5(base.encode()).hexdigest(), 16) % len(_EXTRA)]
@@ -117,26 +119,30 @@ def lines(
 def vanishing(
     curves: Mapping[str, Mapping[str, Sequence[float]]], path, *, title: str = "", notes=None
 ) -> pathlib.Path:
-    """The headline figure: ``||dL/dh_t||`` against the lag ``T-1-t`` (log scale), per cell;
-    dashed at initialization, solid after training. ``curves[cell] = {"init": [T], "trained":
-    [T]}`` indexed by ``t``; zero entries (nothing to differentiate) are left out."""
-    series, styles = {}, {}
-    for cell, by_phase in curves.items():
-        for phase, g in by_phase.items():
-            g = np.asarray(g, dtype=float)
+    """The headline figure: ``||dL/dh_t||`` against the lag ``T-1-t`` (log scale), one color per
+    cell, two panels sharing the y axis: at initialization (left) and after training (right).
+    ``curves[cell] = {"init": [T], "trained": [T]}`` indexed by ``t``; zero entries (nothing to
+    differentiate, e.g. ``t = T-1`` under a last-step readout) are left out."""
+    phases = list(dict.fromkeys(p for by_phase in curves.values() for p in by_phase))
+    fig, axes = plt.subplots(1, len(phases), figsize=(5.2 * len(phases), 4.6), sharey=True,
+                             squeeze=False)  # fmt: skip
+    data = {"xlabel": "lag T-1-t", "ylabel": "||dL/dh_t||", "series": {}, "notes": notes or {}}
+    for ax, phase in zip(axes[0], phases):
+        for cell, by_phase in curves.items():
+            if phase not in by_phase:
+                continue
+            g = np.asarray(by_phase[phase], dtype=float)
             lag = g.shape[0] - 1 - np.arange(g.shape[0])
             keep = g > 0
-            label = f"{cell} ({phase})"
-            series[label] = (lag[keep], g[keep])
-            styles[label] = {"linestyle": "--" if phase == "init" else "-",
-                             "alpha": 0.7 if phase == "init" else 1.0}  # fmt: skip
-    return lines(
-        series,
-        path,
-        xlabel="lag T-1-t (steps back from the loss)",
-        ylabel="||dL/dh_t||  (batch mean, whole state)",
-        title=title,
-        logy=True,
-        styles=styles,
-        notes=notes,
-    )
+            ax.plot(lag[keep], g[keep], color=color(cell), label=cell, linewidth=1.6)
+            data["series"][f"{cell} ({phase})"] = {"x": lag[keep], "y": g[keep]}
+        ax.set_yscale("log")
+        ax.set_xlabel("lag T-1-t (steps back from the loss)")
+        ax.set_title("at initialization" if phase == "init" else f"after training ({phase})"
+                     if phase != "trained" else "after training", fontsize=10)  # fmt: skip
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][0].set_ylabel("||dL/dh_t||  (batch mean, whole state)")
+    axes[0][-1].legend(fontsize=8, frameon=False, loc="lower left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save(fig, path, data)
