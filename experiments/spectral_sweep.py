@@ -3,13 +3,14 @@
 Command:
     rnnlab run spectral-sweep           # full: 21 radii, H=128, T=200, 16 driven sequences
     rnnlab run spectral-sweep:smoke     # seconds; what the test suite runs
-    Options: experiment.radii="(0.5, 1.0, 1.5)", experiment.input_stds="(0.0,)" (0: autonomous map),
-    model.hidden_size=256, data.seq_length=400
+    Options: experiment.radii="(0.5, 1.0, 1.5)", experiment.input_stds="(0.0,)" (0: the
+    autonomous map), model.hidden_size=256, data.seq_length=400
 
 What it does (no training): for each radius r, an Elman tanh cell with W_h ~ N(0, 1/H)
-rescaled to spectral radius exactly r (``recurrent_init=gaussian``), zero bias, from a random
-N(0, 1) initial state, driven by ``input_std * N(0, 1)`` inputs of D=4 features through its
-(LeCun-normal) input weights, for each input_std in ``experiment.input_stds`` (0 and 1):
+rescaled to spectral radius exactly r (``recurrent_init=gaussian``; one draw for every r),
+zero bias, from a random N(0, 1) initial state, driven by ``input_std * N(0, 1)`` inputs of
+D=4 features through its (LeCun-normal) input weights, for each input_std in
+``experiment.input_stds`` (0 and 1):
 
 * the gradient decay rate: minus the least-squares slope of log ||dL/dh_t|| against the lag,
   for L = sum(h_{T-1}) (rnnlab.probes.grad_norms; nats per step, > 0 = vanishing);
@@ -70,10 +71,13 @@ def _final_sum(ys, final):  # L = sum_i h_{T-1, i}: module level so jit caches o
 def measure(config, radius: float, input_std: float) -> dict:
     H, T, B = config.model.hidden_size, config.data.seq_length, config.data.batch_size
     D = config.experiment.input_dim
-    cell = make_cell("elman", H, {"recurrent_init": "gaussian", "recurrent_scale": radius})
+    # One cell (radius 1) for every r, W_h scaled by r: the same matrix direction across the
+    # sweep, and one compiled program per probe instead of one per radius.
+    cell = make_cell("elman", H, {"recurrent_init": "gaussian", "recurrent_scale": 1.0})
     k_param, k_x, k_h = jax.random.split(jax.random.key(config.seed), 3)
     params = cell.init(k_param, jnp.zeros((1, H)), jnp.zeros((1, D)))
     params["params"]["input"]["bias"] = jnp.zeros(H)
+    params["params"]["w_h"] = radius * params["params"]["w_h"]
     xs = input_std * jax.random.normal(k_x, (B, T, D))
     h0 = jax.random.normal(k_h, (B, H))
     g = np.asarray(probes.cell_grad_norms(cell, params, xs, _final_sum, h0)["total"])
