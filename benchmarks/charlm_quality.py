@@ -85,7 +85,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget")
     p.add_argument("--workdir", help="fresh folder for the run (default: a temp folder)")
     p.add_argument("--split", choices=("tail", "streams"), default="tail", help="see above")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
 
     char_rnn = experiment()
     config = char_rnn.get_config("shakespeare")
