@@ -27,10 +27,13 @@ machine; a resumed run keeps the recorded number); the time limit stays the hard
 ``train.num_steps=N`` for a fixed schedule instead. Smoke: seconds.
 
 Expected result: shakespeare: validation loss <= 1.40 nats/char (2.02 bits/char) in 10
-minutes (the target of this project; for scale, a numpy port of char-rnn's 2x128 defaults
-reached 1.43 after 8 minutes and 1.39 after 13 on one core, REFERENCE.md; nanoGPT's baby GPT
-1.47 on an A100); samples with speaker names, line structure and mostly real words. Measured
-with ``benchmarks/charlm_quality.py`` (see BENCHMARKS.md). Default (Python source): lower than
+minutes (the target of this project, issue 4; for scale, a numpy port of char-rnn's 2x128
+defaults reached 1.43 after 8 minutes and 1.39 after 13 on one core, REFERENCE.md, on
+char-rnn's own split; nanoGPT's baby GPT 1.47 on an A100, on the tail split). Mind the split:
+the tail 10% used here is harder than char-rnn's (5-gram 1.757 vs 1.591 nats/char, measured;
+see ``benchmarks/charlm_quality.py --split``). Samples with speaker names, line structure and
+mostly real words. Measured with ``benchmarks/charlm_quality.py`` (see BENCHMARKS.md; not yet
+run on a quiet machine when this was written). Default (Python source): lower than
 Shakespeare, as code is more predictable (Karpathy, Johnson & Fei-Fei 2015: Linux source 0.84
 vs War and Peace 1.08 nats/char); samples that look like Python (indentation, def/class,
 self., docstrings).
