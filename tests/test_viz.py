@@ -101,3 +101,13 @@ def test_page_links_the_top_units(tiny_lm, tmp_path):
         viz.render(model, params, vocab, text, tmp_path / "w.html", units=[8])
     with pytest.raises(ValueError, match="not in the vocabulary"):
         viz.render(model, params, vocab, "\u00e9t\u00e9", tmp_path / "x.html")
+
+
+def test_elman_activations_are_the_state():
+    model = CharLM(5, cell="elman", hidden_size=8, embed_dim=4)
+    ids = jnp.asarray([[0, 1, 2, 3, 4, 0]], jnp.int32)
+    params = jax.jit(model.init)(jax.random.PRNGKey(1), ids)
+    acts = viz.hidden_activations(model, params, ids[0])
+    apply = jax.jit(lambda p, x: model.apply(p, x, return_states=True))
+    _, _, states = apply(params, ids)
+    np.testing.assert_allclose(acts, np.asarray(states[-1][0]), atol=1e-6)  # h itself
