@@ -107,8 +107,8 @@ def run(config, workdir) -> dict:
                 cells_.append(f"solved at step {p['solved_step']}")
             else:
                 cells_.append(f"MSE {p['mse']:.3f}")
-        lines.append(
-            f"| {name} | {r['horizon'] or '< ' + str(Ts[0])} | " + " | ".join(cells_) + " |"
-        )
+        best = r["horizon"]
+        best = f">= {best} (top of the ladder)" if best == Ts[-1] else best or f"< {Ts[0]}"
+        lines.append(f"| {name} | {best} | " + " | ".join(cells_) + " |")
     return {"cells": results, "table": "\n".join(lines), "solve_mse": threshold,
             "budget_steps": config.train.num_steps}  # fmt: skip
