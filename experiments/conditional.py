@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import config as config_lib
-from rnnlab import metrics, registry
+from rnnlab import metrics, study
 
 VARIANTS = ("default", "smoke")
 
@@ -54,7 +54,7 @@ def get_config(variant: str | None = None):
     c.train.log_every = 250
     c.train.checkpoint_every = 500
     c.train.time_limit_s = 300.0
-    registry.with_section(c, samples=200)
+    study.with_section(c, samples=200)
     if variant == "smoke":
         c.model.hidden_size = 8
         c.model.embed_dim = 4

@@ -32,7 +32,7 @@ import pathlib
 import numpy as np
 
 from rnnlab import config as config_lib
-from rnnlab import registry
+from rnnlab import study
 
 VARIANTS = ("default", "smoke")
 
@@ -53,7 +53,7 @@ def get_config(variant: str | None = None):
     c.train.log_every = 500
     c.train.checkpoint_every = 0
     c.train.progress = False
-    registry.with_section(
+    study.with_section(
         c, cells=("lstm", "gru", "indrnn", "mingru", "minlstm", "lru"), lengths=(10, 20)
     )
     if variant == "smoke":
@@ -74,7 +74,7 @@ def run(config, workdir) -> dict:
     for cell in config.experiment.cells:
         for T in config.experiment.lengths:
             sub = pathlib.Path(workdir) / "runs" / cell / f"T{T}"
-            s = registry.subrun(config, sub, [f"model.cell={cell}", f"data.seq_length={T}"])
+            s = study.subrun(config, sub, [f"model.cell={cell}", f"data.seq_length={T}"])
             acc = s.get("val_accuracy_per_seed", [s.get("val_accuracy")])
             rows.append({"cell": cell, "T": T, "val_accuracy": [float(a) for a in acc]})
     lines = ["| cell | T | val accuracy (mean over seeds) | per seed |", "|---|---|---|---|"]

@@ -44,6 +44,7 @@ def get_config(variant: str | None = None):
     c.model.unlock()  # the seq2seq model's own switch (rnnlab.seq2seq.Seq2Seq.attention)
     c.model.attention = True
     c.model.lock()
+    c.model.cell_options.unlock()  # lock() is recursive: reopen the open dict
     c.model.architecture = "seq2seq"
     c.model.cell = "gru"
     c.model.hidden_size = 128
