@@ -180,10 +180,11 @@ def seconds_per_step(config, dataset, steps: int = 20) -> tuple[float, float]:
     import jax
     import jax.numpy as jnp
 
-    from rnnlab import models, train
+    from rnnlab import models
+    from rnnlab.steps import jitted_steps
 
     model = models.build(config.model, dataset.model_spec)
-    init, step, _ = train.jitted_steps(model, config.optim, 1000, True, 1)
+    init, step, _ = jitted_steps(model, config.optim, 1000, True, 1)
     batch = {k: jnp.asarray(v) for k, v in dataset.train_batch(0)[0].items()}
     keys = jax.random.PRNGKey(config.seed)[None]
     t = time.perf_counter()
