@@ -23,7 +23,8 @@ conditional``, 200 samples per class at temperature 1): in class 1.000 / 0.995 /
 for ascending / descending / repeat / alternating, with 33 / 34 / 113 / 194 distinct strings
 (33 digit runs of each direction exist); greedy strings "23456789", "98765432", "lllllll",
 "kpkpkpk". Alternating is the hardest: the model must hold two random letters (26 x 25
-pairs) and copy from two steps back; its misses are mostly a wrong letter late in the string.
+pairs) and copy from two steps back; its misses are a wrong letter somewhere in the string
+("upupgpup", "krhrkrkrk"), a repeat ("jjj") or a too-short string ("bi").
 """
 
 from __future__ import annotations
