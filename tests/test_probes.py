@@ -173,3 +173,24 @@ def test_every_probe_runs_on_every_cell(name):
 def test_make_hook_rejects_unknown_probe():
     with pytest.raises(ValueError, match="grad_norms"):
         probes.make_hook(["grad_norm"])
+
+
+def test_make_hook_on_a_model_with_stacked_seeds():
+    """The training hook: scalar summaries only, seed 0 of [S, ...] params (train.num_seeds)."""
+    from rnnlab import data
+
+    dataset = data.make("adding", seq_length=6, batch_size=2, seed=0)
+    model = SequenceModel(out_features=1, hidden_size=4, cell="lstm", readout="last")
+    params = model.init(jax.random.key(0), jnp.zeros((2, 6, 2)))
+    stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), params)  # two "seeds"
+    hook = probes.make_hook(probes.PROBES, batch_size=2, lyapunov_k=2)
+    out = hook(7, stacked["params"], model, dataset)
+    cell_params = {"params": params["params"]["rnn"]["layer_0"]["fwd"]["params"]}
+    want = probes.cell_spectral(make_cell("lstm", 4), cell_params, input_size=2)
+    assert out["probe/spectral/linearization/radius"] == pytest.approx(  # seed 0 was probed
+        want["linearization"]["radius"], rel=1e-5
+    )
+    assert all(isinstance(v, float) and k.startswith("probe/") for k, v in out.items())
+    assert {"probe/grad_norms/log_decay_per_step", "probe/lyapunov/1",
+            "probe/saturation/sigmoid_0", "probe/spectral/linearization/radius",
+            "probe/state_norms/last", "probe/jacobian/top_sv_max_lag"} <= set(out)  # fmt: skip
