@@ -146,3 +146,40 @@ def vanishing(
     if title:
         fig.suptitle(title, fontsize=10)
     return save(fig, path, data)
+
+
+def grid(
+    values,
+    text,
+    path,
+    *,
+    rows: Sequence[str],
+    cols: Sequence[str],
+    label: str,
+    title: str = "",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    notes=None,
+) -> pathlib.Path:
+    """A rows x cols table of values as a log-colored grid with a text label in every cell
+    (NaN cells are left blank): e.g. the memory-horizon table (cells x sequence lengths)."""
+    from matplotlib.colors import LogNorm
+
+    values = np.asarray(values, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(cols), 0.9 + 0.45 * len(rows)))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto",
+                      norm=LogNorm(vmin=vmin, vmax=vmax))  # fmt: skip
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7,
+                    color="white" if image.norm(values[i, j]) < 0.6 else "black")  # fmt: skip
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    for tick, name in zip(ax.get_yticklabels(), rows):
+        tick.set_color(color(name))
+    fig.colorbar(image, ax=ax, label=label)
+    if title:
+        ax.set_title(title, fontsize=9)
+    data = {"rows": list(rows), "cols": list(cols), "values": values, "text": text,
+            "label": label, "notes": dict(notes or {})}  # fmt: skip
+    return save(fig, path, data)
