@@ -93,15 +93,6 @@ train.train_and_evaluate(config, sys.argv[1], dataset=t.dataset(config))
 """
 
 
-@pytest.fixture(scope="module")
-def one_device(tmp_path_factory):
-    assert len(jax.devices()) == 1  # this process is the 1-device reference
-    workdir = tmp_path_factory.mktemp("one")
-    config = tiny_config()
-    train.train_and_evaluate(config, workdir, dataset=dataset(config))
-    return workdir
-
-
 def assert_same_run(one, other):
     a, b = train.load_run(one, which="latest"), train.load_run(other, which="latest")
     assert a.step == b.step == 6
@@ -121,52 +112,52 @@ def assert_same_run(one, other):
                 assert x[key] == pytest.approx(y[key], rel=1e-5), key
 
 
-def test_four_devices_match_one(tmp_path, one_device):
-    script = tmp_path / "child.py"
-    script.write_text(CHILD.format(here=str(HERE)))
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-    }
-    four = tmp_path / "four"
-    proc = subprocess.run([sys.executable, str(script), str(four)], env=env, capture_output=True)
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    out = proc.stdout.decode()
-    assert "BAD BATCH: batch size 6 is not divisible by the number of devices (4)" in out, out
-
-    assert_same_run(one_device, four)
-    assert [r["replicated"] for r in records(four) if r["kind"] == "probe"] == [1.0, 1.0]
+def start(script_text, tmp_path, name, workdir, **env):
+    script = tmp_path / f"{name}.py"
+    script.write_text(script_text.format(here=str(HERE)))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
+    return subprocess.Popen(
+        [sys.executable, str(script), str(workdir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
-def test_two_processes_match_one(tmp_path, one_device):
-    """Multi-host through jax.distributed on one machine: 2 CPU processes (Gloo collectives)."""
+def test_sharded_runs_match_one_device(tmp_path):
+    """4 forced host devices in one process, and 2 processes joined by jax.distributed (Gloo
+    collectives on CPU), both train like this 1-device process within float tolerance."""
+    assert len(jax.devices()) == 1  # this process is the 1-device reference
     with socket.socket() as sock:
         sock.bind(("localhost", 0))
         port = sock.getsockname()[1]
-    script = tmp_path / "host.py"
-    script.write_text(TWO_HOSTS.format(here=str(HERE)))
-    workdir = tmp_path / "two"
+    four, two = tmp_path / "four", tmp_path / "two"
     procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(workdir)],
-            env={
-                **os.environ,
-                "JAX_PLATFORMS": "cpu",
-                "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
-                "RNNLAB_NUM_PROCESSES": "2",
-                "RNNLAB_PROCESS_ID": str(i),
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(2)
+        start(CHILD, tmp_path, "four", four, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     ]
+    for i in range(2):
+        procs.append(
+            start(
+                TWO_HOSTS,
+                tmp_path,
+                f"host{i}",
+                two,
+                JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                RNNLAB_NUM_PROCESSES="2",
+                RNNLAB_PROCESS_ID=str(i),
+            )
+        )
     try:
-        outs = [p.communicate(timeout=240)[0].decode() for p in procs]
+        one = tmp_path / "one"
+        config = tiny_config()
+        train.train_and_evaluate(config, one, dataset=dataset(config))
+        outs = [p.communicate(timeout=300)[0].decode() for p in procs]
     finally:
         for p in procs:
             p.kill()
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
-    assert_same_run(one_device, workdir)
+    assert "BAD BATCH: batch size 6 is not divisible by the number of devices (4)" in outs[0]
+    assert_same_run(one, four)
+    assert [r["replicated"] for r in records(four) if r["kind"] == "probe"] == [1.0, 1.0]
+    assert_same_run(one, two)

@@ -40,9 +40,9 @@ def tiny_text(config):
     )
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("run")
+def test_train_end_to_end(tmp_path):
+    """One tiny run: loss falls, files, hooks, load_run, and a refused foreign config."""
+    workdir = tmp_path
     config = tiny_config()
     seen = []
 
@@ -51,11 +51,6 @@ def run(tmp_path_factory):
         return {"probe_leaves": len(jax.tree.leaves(params))}
 
     summary = train.train_and_evaluate(config, workdir, dataset=tiny_text(config), hooks=[hook])
-    return workdir, config, summary, seen
-
-
-def test_loss_falls_and_workdir(run):
-    workdir, config, summary, seen = run
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     trains = [r for r in records if r["kind"] == "train"]
     evals = [r for r in records if r["kind"] == "eval"]
@@ -72,7 +67,8 @@ def test_loss_falls_and_workdir(run):
     ):
         assert np.isfinite(trains[-1][key]), key
     assert trains[-1]["loss"] < trains[0]["loss"] - 0.3  # from ~ln V towards the text's entropy
-    assert evals[-1]["val_loss"] < np.log(summary_vocab(workdir))
+    vocab = len(json.loads((workdir / "data.json").read_text())["vocab"]["chars"])
+    assert evals[-1]["val_loss"] < np.log(vocab)
     np.testing.assert_allclose(summary["val_bpc"], summary["val_loss"] / np.log(2), rtol=1e-6)
     assert summary["step"] == 30 and summary["stopped_early"] is False
     assert summary["train_loss"] == trains[-1]["loss"]
@@ -82,13 +78,7 @@ def test_loss_falls_and_workdir(run):
     assert seen == [10, 20, 30]
     assert [r["step"] for r in records if r["kind"] == "probe"] == [10, 20, 30]
 
-
-def summary_vocab(workdir):
-    return len(json.loads((workdir / "data.json").read_text())["vocab"]["chars"])
-
-
-def test_load_run(run):
-    workdir, config, summary, _ = run
+    # load_run: the best checkpoint (lowest val loss) or the latest
     r = train.load_run(workdir)
     assert r.which == "best" and r.step == summary["best_step"]
     latest = train.load_run(workdir, which="latest")
@@ -96,11 +86,9 @@ def test_load_run(run):
     assert r.config.model.hidden_size == 16 and r.metadata["vocab"]["chars"]
     batch, _ = tiny_text(config).train_batch(0)
     logits, carry, _ = latest.model.apply({"params": latest.params}, batch["inputs"])
-    assert logits.shape == (4, 8, summary_vocab(workdir))
+    assert logits.shape == (4, 8, vocab)
 
-
-def test_incompatible_workdir_is_refused_and_untouched(run):
-    workdir, config, _, _ = run
+    # the workdir of another config is refused before anything is written
     before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
     bad = tiny_config("model.hidden_size=12", "optim.name=sgd")
     with pytest.raises(ValueError) as info:
