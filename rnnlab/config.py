@@ -40,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.initial_carry = "zeros"  # zeros | learned (learned is used by "batch" datasets)
     c.model.remat = False  # recompute each step in the backward pass (memory for time)
     c.model.unroll = 1  # jax.lax.scan unroll factor
+    c.model.backward = "auto"  # auto | autodiff | fused (one-matmul weight grads; rnnlab.unroll)
+    c.model.scan = "auto"  # auto | sequential | associative (linear-recurrence cells)
     c.model.cell_options = ml_collections.ConfigDict()  # open: kwargs for the cell
 
     c.data = ml_collections.ConfigDict()

@@ -55,8 +55,10 @@ class SequenceModel(nn.Module):
     vocab_size: int | None = None  # token inputs when set
     embed_dim: int = 64  # embedding width for token inputs
     readout: str = "all"  # all | last | mean
-    remat: bool = False
+    remat: bool | str = False  # True (per step) | "chunked" (see rnnlab.unroll)
     unroll: int = 1
+    backward: str = "auto"  # auto | autodiff | fused (see rnnlab.unroll)
+    scan: str = "auto"  # auto | sequential | associative (linear cells)
     loss_type: str = "xent"  # xent (int targets) | mse (float targets); the spec's "loss"
     dtype: Any = None
 
@@ -81,6 +83,8 @@ class SequenceModel(nn.Module):
             cell_options=self.cell_options,
             remat=self.remat,
             unroll=self.unroll,
+            backward=self.backward,
+            scan=self.scan,
             dtype=self.dtype,
         )
         self.drop = nn.Dropout(self.dropout)
