@@ -14,13 +14,23 @@ norm. Figures: figures/clipping_loss.png (training loss against step, with the 1
 and figures/clipping_grad_norm.png (pre-clip gradient norm, log scale). A run whose loss
 becomes non-finite stops there (the trainer's NaN guard) and is reported as diverged.
 
-Expected runtime (2 CPU cores): full ~2-3 minutes; smoke: seconds.
+Expected runtime (2 CPU cores): full ~1-3 minutes (measured 19 s: the unclipped run dies
+early); smoke: seconds.
 
 Expected result (Pascanu, Mikolov & Bengio 2013, sections 3.2 and 4): without clipping,
 occasional gradient spikes of orders of magnitude (the "cliffs" of the loss surface) throw the
 parameters far away: the loss jumps or the run diverges; with clipping the same spikes are
 cut to the threshold and the loss decreases smoothly. Clipping does not fix vanishing
 gradients: the clipped run need not solve adding at this T.
+
+Measured (full run, seed 0, ``rnnlab run clipping``): without clipping the pre-clip norm grows
+from ~90 to 4.7e15 within 30 steps and the gradient norm is inf at step 35 (the NaN guard
+stops the run; train loss 2.7e29 at the last log). With global-norm clipping at 1 the run is
+stable for all 1500 steps (pre-clip norm median 4.3, spikes up to 76 that the clip cuts), but
+it does not learn the task: final train loss 0.39, eval MSE 0.31, above the 1/6 baseline.
+That matches Pascanu et al.'s point that clipping prevents the explosion but does not create
+long-range credit assignment; their clipped SGD runs also used their regularizer and longer
+training, which this experiment does not reproduce.
 """
 
 from __future__ import annotations
