@@ -13,12 +13,14 @@ then decodes the whole held-out validation set (sources with ``crc32 % 10 == 0``
 training) greedily and with beam search (4 beams) and reports exact-match accuracy (the whole
 output string right) in ``results.json``.
 
-Expected runtime (2 CPU cores): under 10 minutes (a 540 s training time limit is the safety
-stop); smoke: seconds.
+Expected runtime (2 CPU cores): ~2.5 minutes (measured 141 s wall for the 3000 steps and both
+decodings, niced, on a loaded machine); a 540 s training time limit is the safety stop; smoke:
+seconds.
 
 Expected result: greedy exact match >= 0.99 on the held-out strings (the target of this
 project; attention makes reversal easy: Bahdanau et al. 2015 show near-diagonal alignments,
-here anti-diagonal). Measured: see the README (the number and the command that produced it).
+here anti-diagonal). Measured (``rnnlab run seq2seq``): greedy 0.9980 and beam-4 0.9980 exact
+match on 1024 held-out strings (val token accuracy 0.9997, val loss 0.0011 nats/token).
 """
 
 from __future__ import annotations
