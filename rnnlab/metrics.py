@@ -1,4 +1,5 @@
-"""What a run writes besides checkpoints: JSON files, ``metrics.jsonl``, log lines, TensorBoard.
+"""What a run writes besides checkpoints: JSON files, ``metrics.jsonl``, log lines, TensorBoard;
+and the workdir check before a run starts (:func:`prepare_workdir`).
 
 ``metrics.jsonl`` holds one JSON object per line, ``{"step": n, "kind": "train"|"eval", ...}``;
 ``step`` counts completed optimizer updates (a record at step n describes the n-th update, or
@@ -44,6 +45,49 @@ def read_metrics(workdir: str | os.PathLike, kind: str | None = None) -> list[di
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differences(old: dict, new: dict, ignore=()) -> list[str]:
+    """``"key: old -> new"`` for every dotted key whose value differs (``ignore``: keys to skip)."""
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
+    return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in keys]
+
+
+def prepare_workdir(workdir, expected: dict[str, tuple[dict, Any]]) -> pathlib.Path:
+    """Create/check ``workdir`` before any work; refuse a workdir that belongs to another run.
+
+    ``expected``: file name -> (this run's JSON content, keys allowed to differ). Raises
+    ValueError when the folder cannot be written, or when a file exists with other content
+    (listing the differing keys). Nothing in the workdir is touched in either case.
+    """
+    path = pathlib.Path(workdir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"workdir {str(path)!r} is not writable: {err}") from None
+    for name, (new, ignore) in expected.items():
+        if (path / name).exists():
+            diff = differences(read_json(path / name), new, ignore)
+            if diff:
+                raise ValueError(
+                    f"workdir {str(path)!r} holds a run with a different {name}; refusing to "
+                    f"resume or overwrite it. Differing keys:\n  " + "\n  ".join(diff)
+                )
+    return path
 
 
 def scalars(values: dict[str, Any]) -> dict[str, Any]:

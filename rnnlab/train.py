@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import importlib
 import inspect
+import json
 import os
 import pathlib
 import time
@@ -97,54 +98,6 @@ def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return kwargs
 
 
-# --------------------------------------------------------------------------- workdir
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _differences(old: dict, new: dict, ignore=()) -> list[str]:
-    a, b = _flatten(old), _flatten(new)
-    keys = sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
-    return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in keys]
-
-
-def prepare_workdir(workdir, config_json: dict, data_json: dict) -> pathlib.Path:
-    """Create/check ``workdir`` before any training; refuse a workdir of another run.
-
-    Raises ValueError when the folder cannot be written, or when its ``config.json`` /
-    ``data.json`` differ from this run's (listing the keys; run-control keys such as
-    ``train.num_steps`` may change). Nothing in the workdir is touched in that case.
-    """
-    path = pathlib.Path(workdir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"workdir {str(path)!r} is not writable: {err}") from None
-    for name, new, ignore in (
-        ("config.json", config_json, RUN_CONTROL_KEYS),
-        ("data.json", data_json, ()),
-    ):
-        if (path / name).exists():
-            diff = _differences(metrics_lib.read_json(path / name), new, ignore)
-            if diff:
-                raise ValueError(
-                    f"workdir {str(path)!r} holds a run with a different {name}; refusing to "
-                    f"resume or overwrite it. Differing keys:\n  " + "\n  ".join(diff)
-                )
-    return path
-
-
 # ------------------------------------------------------------------------------ the loop
 
 
@@ -199,10 +152,12 @@ def train_and_evaluate(
     first, _ = dataset.train_batch(0)
     B, T = np.shape(first["inputs"])[:2]
     mesh = data_mesh(B)
-    path = prepare_workdir(
+    path = metrics_lib.prepare_workdir(
         workdir,
-        json_roundtrip(config.to_dict()),
-        json_roundtrip({**dataset.metadata(), "model_spec": spec}),
+        {
+            "config.json": (json_roundtrip(config.to_dict()), RUN_CONTROL_KEYS),
+            "data.json": (json_roundtrip({**dataset.metadata(), "model_spec": spec}), ()),
+        },
     )
 
     S = tc.num_seeds
@@ -243,8 +198,6 @@ def train_and_evaluate(
 
 
 def json_roundtrip(obj):
-    import json
-
     return json.loads(json.dumps(obj))
 
 
