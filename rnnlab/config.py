@@ -23,6 +23,11 @@ import ml_collections
 OPEN_DICTS = ("model.cell_options", "data.options")
 
 
+class ConfigTypeError(TypeError, ValueError):
+    """A value that does not parse as its key's type (a ValueError too, for callers that
+    catch bad input as ValueError, like the CLI)."""
+
+
 def get_config() -> ml_collections.ConfigDict:
     """The base config (locked; the open dicts stay unlocked)."""
     c = ml_collections.ConfigDict()
@@ -122,23 +127,23 @@ def parse_value(key: str, text: str, current):
             return True
         if low in ("false", "0", "no", "off"):
             return False
-        raise TypeError(f"config key {key!r} expects a bool (true/false), got {text!r}")
+        raise ConfigTypeError(f"config key {key!r} expects a bool (true/false), got {text!r}")
     if isinstance(current, int):
         try:
             return int(text)
         except ValueError:
-            raise TypeError(f"config key {key!r} expects an int, got {text!r}") from None
+            raise ConfigTypeError(f"config key {key!r} expects an int, got {text!r}") from None
     if isinstance(current, float):
         try:
             return float(text)
         except ValueError:
-            raise TypeError(f"config key {key!r} expects a float, got {text!r}") from None
+            raise ConfigTypeError(f"config key {key!r} expects a float, got {text!r}") from None
     if isinstance(current, str):
         return text
     if isinstance(current, ml_collections.ConfigDict):
         value = _literal(text)
         if not isinstance(value, dict):
-            raise TypeError(f"config key {key!r} expects a dict literal, got {text!r}")
+            raise ConfigTypeError(f"config key {key!r} expects a dict literal, got {text!r}")
         return value
     return _literal(text)  # None-valued keys: any literal
 
@@ -148,7 +153,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collecti
 
     Raises:
       KeyError: unknown key, with the closest known key ("did you mean").
-      TypeError: a value that does not parse as the key's type (names expected and given).
+      ConfigTypeError (a TypeError and a ValueError): a value that does not parse as the
+        key's type (names the expected type and the given text).
       ValueError: an override without ``=``.
     """
     known = _leaf_keys(config)

@@ -55,3 +55,4 @@ def test_override_errors(override, error, words):
         config_lib.apply_overrides(config_lib.get_config(), [override])
     for w in words:
         assert w in str(info.value)
+    assert isinstance(info.value, (KeyError, ValueError))  # what the CLI reports as bad input
