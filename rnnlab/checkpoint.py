@@ -79,6 +79,7 @@ class Checkpoints:
             enable_async_checkpointing=False,
             create=not read_only,
             read_only=read_only,
+            cleanup_tmp_directories=not read_only,  # half-written saves of a killed run
         )
         self.manager = ocp.CheckpointManager(
             self.directory,

@@ -43,7 +43,15 @@ def read_metrics(workdir: str | os.PathLike, kind: str | None = None) -> list[di
     path = pathlib.Path(workdir) / "metrics.jsonl"
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise
+            # the last line of a run killed while writing it: drop the torn record
     return [r for r in records if kind is None or r.get("kind") == kind]
 
 

@@ -91,6 +91,8 @@ def test_sigkill_corrupt_and_time_limit_resume_exactly(tmp_path, capsys):
     assert [s for s, _ in train_records(killed)][-1] == 6  # it logged past its checkpoint
     assert checkpoint.Checkpoints(killed / "checkpoints", read_only=True).steps() == [4]
 
+    with open(killed / "metrics.jsonl", "a") as f:  # as if killed while writing a record
+        f.write('{"step": 7, "kind": "tra')
     # 2. the same command again resumes from step 4; the uninterrupted run is the reference
     summary = train.train_and_evaluate(config, killed, dataset=dataset(config))
     assert summary["resumed_from"] == 4 and summary["step"] == 12
