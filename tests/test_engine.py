@@ -2,6 +2,8 @@
 return_states, the perturbation hook, remat, unroll and reverse -- each against a reference
 built by hand from single layers or a Python loop over ``cell.step``."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,19 +123,29 @@ def test_given_and_learned_initial_carry():
         for l in range(2)
     }
     variables = {"params": {**variables["params"], **carry0}}
-    given = [
-        jax.tree.map(lambda c: jnp.broadcast_to(c, (B, H)), carry0[f"carry0_{l}"]["fwd"])
-        for l in range(2)
-    ]
     plain = RNN("lstm", H, num_layers=2)
-    plain_vars = {"params": {k: v for k, v in variables["params"].items() if k.startswith("layer")}}
-    learned = jax.jit(rnn.apply)(variables, x)
-    close(learned.outputs, plain.apply(plain_vars, x, initial_carry=given).outputs)
-    # the given carry really is the first layer's carry: compare with unroll
-    close(learned.final_carry[0], unroll(plain.make_cell(), layer(variables, 0), x, given[0])[0])
+
+    @jax.jit
+    def run(v):
+        given = [
+            jax.tree.map(lambda c: jnp.broadcast_to(c, (B, H)), v["params"][f"carry0_{l}"]["fwd"])
+            for l in range(2)
+        ]
+        layers = {"params": {k: p for k, p in v["params"].items() if k.startswith("layer")}}
+        grads = jax.grad(lambda v: jnp.sum(rnn.apply(v, x).outputs ** 2))(v)
+        return (
+            rnn.apply(v, x),
+            plain.apply(layers, x, initial_carry=given).outputs,
+            unroll(plain.make_cell(), layer(v, 0), x, given[0])[0],
+            grads["params"]["carry0_0"],
+        )
+
+    learned, given_outputs, layer0_final, carry_grads = run(variables)
+    close(learned.outputs, given_outputs)
+    # the given carry really is the first layer's initial carry
+    close(learned.final_carry[0], layer0_final)
     # and the learned carry gets a gradient
-    grads = jax.grad(lambda v: jnp.sum(rnn.apply(v, x).outputs ** 2))(variables)
-    assert all(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(grads["params"]["carry0_0"]))
+    assert all(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(carry_grads))
 
 
 def test_return_states_match_a_python_loop_and_final_carry():
@@ -197,17 +209,18 @@ def test_perturbation_gradient_is_dL_dh_t(cell):
 
 def test_remat_and_unroll_give_the_same_outputs_and_gradients():
     x = inputs()
-    base = RNN("gru", H, bidirectional=True)
+    base = RNN("gru", H)
     variables = base.init(jax.random.key(0), x)
+    variants = [base, RNN("gru", H, remat=True), RNN("gru", H, unroll=4)]
 
-    def value_and_grad(rnn):
-        f = lambda v: jnp.sum(rnn.apply(v, x, LENGTHS).outputs ** 2)
-        return jax.jit(jax.value_and_grad(f))(variables)
+    @jax.jit
+    def run(v):
+        f = lambda rnn, v: jnp.sum(rnn.apply(v, x, LENGTHS).outputs ** 2)
+        return [jax.value_and_grad(partial(f, rnn))(v) for rnn in variants]
 
-    want = value_and_grad(base)
-    for kwargs in (dict(remat=True), dict(unroll=4), dict(remat=True, unroll=T)):
-        rnn = RNN("gru", H, bidirectional=True, **kwargs)
-        close(value_and_grad(rnn), want, rtol=1e-5, atol=1e-6)
+    want, *others = run(variables)
+    for got in others:
+        close(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_engine_is_exported_at_top_level():
