@@ -64,7 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.schedule = "constant"  # constant | warmup_cosine | exponential
     c.optim.warmup_steps = 0  # warmup_cosine: linear warmup steps
     c.optim.decay_rate = 0.97  # exponential: factor per decay_every_steps (char-rnn 0.97)
-    c.optim.decay_start_step = 0  # exponential: first decay after this step (char-rnn epoch 10)
+    c.optim.decay_start_step = 0  # exponential: first decayed update (char-rnn: 10 epochs)
     c.optim.decay_every_steps = 1000  # exponential: steps per decay (char-rnn: one epoch)
     c.optim.clip = "global_norm"  # global_norm | elementwise | none
     c.optim.clip_value = 5.0  # max global norm, or max |g| per element

@@ -16,9 +16,11 @@ Schedules (``schedule``), as functions of the optimizer step n (0 for the first 
 * ``constant``: lr;
 * ``warmup_cosine``: linear 0 -> lr over ``warmup_steps``, then cosine to 0 at ``num_steps``
   (``optax.warmup_cosine_decay_schedule``);
-* ``exponential``: lr * rate^floor((n - start) / every) for n > start (staircase), lr before.
-  char-rnn's "x0.97 per epoch after epoch 10" is ``decay_rate=0.97``,
-  ``decay_every_steps=steps_per_epoch``, ``decay_start_step=10 * steps_per_epoch``.
+* ``exponential``: lr before ``start``, then lr * rate^(1 + floor((n - start) / every))
+  (staircase: the first decay applies from update ``start`` on, then one more every ``every``).
+  char-rnn's "x0.97 per epoch after epoch 10" (train.lua decays after the last update of each
+  epoch >= 10) is ``decay_rate=0.97``, ``decay_every_steps=steps_per_epoch``,
+  ``decay_start_step=10 * steps_per_epoch``.
 
 Optimizers (``name``): ``adam``, ``adamw`` (decoupled ``weight_decay``), ``sgd`` (``momentum``,
 0 for plain SGD), ``rmsprop`` (char-rnn's: decay ``rmsprop_decay`` = 0.95, eps inside the
@@ -62,12 +64,16 @@ def schedule(optim, num_steps: int) -> Callable[[int], float]:
         )
     if optim.decay_every_steps < 1:
         raise ValueError(f"optim.decay_every_steps must be >= 1, got {optim.decay_every_steps}")
-    return optax.exponential_decay(
-        init_value=lr,
+    if optim.decay_start_step < 0:
+        raise ValueError(f"optim.decay_start_step must be >= 0, got {optim.decay_start_step}")
+    decayed = optax.exponential_decay(
+        init_value=lr * float(optim.decay_rate),
         transition_steps=int(optim.decay_every_steps),
         decay_rate=float(optim.decay_rate),
-        transition_begin=int(optim.decay_start_step),
         staircase=True,
+    )
+    return optax.join_schedules(
+        [optax.constant_schedule(lr), decayed], boundaries=[int(optim.decay_start_step)]
     )
 
 

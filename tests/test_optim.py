@@ -36,12 +36,12 @@ def test_one_step_changes_every_parameter(name, clip):
         (dict(schedule="constant"), {0: 1.0, 50: 1.0, 99: 1.0}),
         # warmup 10 steps to the peak, then cosine to 0 at num_steps=100
         (dict(schedule="warmup_cosine", warmup_steps=10), {0: 0.0, 5: 0.5, 10: 1.0, 55: 0.5}),
-        # char-rnn: x0.97 per epoch of 20 steps after epoch 10 (step 200)
+        # char-rnn: x0.97 at the end of every epoch (20 steps) from epoch 10 on (step 200)
         (
             dict(
                 schedule="exponential", decay_rate=0.97, decay_every_steps=20, decay_start_step=200
             ),
-            {0: 1.0, 200: 1.0, 219: 1.0, 220: 0.97, 240: 0.97**2, 300: 0.97**5},
+            {0: 1.0, 199: 1.0, 200: 0.97, 219: 0.97, 220: 0.97**2, 300: 0.97**6},
         ),
     ],
 )
