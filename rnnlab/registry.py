@@ -139,6 +139,8 @@ def apply(config: ml_collections.ConfigDict, overrides: list[str]) -> ml_collect
             {k.split(".")[0] for k in _keys(config)}
         )
         raise KeyError(f"{err.args[0]} Valid keys: {', '.join(valid)}") from None
+    except TypeError as err:  # a value of the wrong type: the CLI reports ValueErrors cleanly
+        raise ValueError(str(err)) from None
 
 
 def _keys(config, prefix="") -> list[str]:

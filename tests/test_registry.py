@@ -72,6 +72,8 @@ def test_errors_list_the_choices(folder):
         registry.run("toy:fast")
     with pytest.raises(KeyError, match="model.hidden_size"):
         registry.run("toy", ["model.hiden_size=3"])
+    with pytest.raises(ValueError, match="expects an int"):
+        registry.run("toy", ["model.hidden_size=big"])
     with pytest.raises(FileNotFoundError):
         registry.show(folder / "nowhere")
     assert cli.main(["run", "toy:nope"]) == 2
