@@ -68,6 +68,8 @@ def test_beam_search_is_exact_with_enough_beams_and_greedy_with_one(attention):
     greedy = apply(variables, src, lengths, max_length=T, method="greedy")
     one, _ = apply(variables, src, lengths, max_length=T, beam_size=1, method="beam_search")
     np.testing.assert_array_equal(greedy, one)
+    if not attention:
+        return  # the exhaustive check below once, on the richer model
     best, score = apply(variables, src, lengths, max_length=T, beam_size=V**T, method="beam_search")
     # Brute force: score every sequence a decoder can emit (PAD only after EOS) by teacher forcing.
     seqs = [s for s in itertools.product(range(V), repeat=T)
