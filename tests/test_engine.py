@@ -154,11 +154,20 @@ def test_return_states_match_a_python_loop_and_final_carry():
     variables = rnn.init(jax.random.key(0), x)
     cell = rnn.make_cell()
     out = jax.jit(lambda v, x: rnn.apply(v, x, LENGTHS, return_states=True))(variables, x)
-    carry = cell.initialize_carry(None, (B, D))
-    for t in range(T):  # the reference: a plain loop over cell.step, layer 0
-        new, _ = cell.apply(layer(variables, 0), carry, x[:, t])
-        carry = jax.tree.map(lambda n, o: jnp.where((t < LENGTHS)[:, None], n, o), new, carry)
-        close(jax.tree.map(lambda s: s[:, t], out.states[0]), carry)
+
+    @jax.jit
+    def loop(v, x):  # the reference: a plain loop over cell.step, layer 0, masked by hand
+        carry, states = cell.initialize_carry(None, (B, D)), []
+        for t in range(T):
+            new, _ = cell.apply(layer(v, 0), carry, x[:, t])
+            keep = lambda n, o, t=t: jnp.where((t < LENGTHS)[:, None], n, o)
+            carry = jax.tree.map(keep, new, carry)
+            states.append(carry)
+        return carry, states
+
+    carry, states = loop(variables, x)
+    for t in range(T):
+        close(jax.tree.map(lambda s, t=t: s[:, t], out.states[0]), states[t])
     close(out.final_carry[0], carry)
     c, h = out.states[1]
     assert c.shape == h.shape == (B, T, H)
@@ -189,11 +198,7 @@ def test_perturbation_gradient_is_dL_dh_t(cell):
         out = rnn.apply(variables, x, perturbation=[eps])
         return jnp.sum(out.outputs * w) + jnp.sum(final_h(out.final_carry[0]) * w_final)
 
-    hook = jax.grad(loss_hook)(zeros)
-    carries, carry = [], module.initialize_carry(None, (2, D))
-    for t in range(5):
-        carry, _ = module.apply(params, carry, x[:, t])
-        carries.append(carry)
+    hook = jax.jit(jax.grad(loss_hook))(zeros)
 
     def loss_after(t, carry):  # the loss terms that read the carry of step t
         total = 0.0
@@ -202,8 +207,15 @@ def test_perturbation_gradient_is_dL_dh_t(cell):
             total = total + jnp.sum(y * w[:, s])
         return total + jnp.sum(final_h(carry) * w_final)
 
-    for t in range(5):
-        brute = jax.grad(loss_after, argnums=1)(t, carries[t])
+    @jax.jit
+    def brute_force():
+        carries, carry = [], module.initialize_carry(None, (2, D))
+        for t in range(5):
+            carry, _ = module.apply(params, carry, x[:, t])
+            carries.append(carry)
+        return [jax.grad(loss_after, argnums=1)(t, carries[t]) for t in range(5)]
+
+    for t, brute in enumerate(brute_force()):
         close(jax.tree.map(lambda g, t=t: g[:, t], hook), brute, rtol=1e-4, atol=1e-6)
 
 
