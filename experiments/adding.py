@@ -1,7 +1,7 @@
 """adding: the adding problem (Le et al. 2015 / Arjovsky et al. 2016) over T, per cell, seeds vmapped.
 
 Command:
-    rnnlab run adding               # full: elman, irnn, lstm, gru at T = 50, 100, 200; 3 seeds
+    rnnlab run adding               # full: elman, irnn, lstm, gru at T = 50, 100, 200; 2 seeds
     rnnlab run adding:smoke         # seconds; what the test suite runs
     Options: experiment.cells="('lstm', 'gru')", experiment.lengths="(100, 200, 400)",
     train.num_seeds=5, train.num_steps=4000
@@ -14,11 +14,12 @@ final eval MSE over 4 x 32 fixed sequences against the baseline 1/6 (always pred
 "irnn" is the Elman cell with ReLU and W_h = I (Le et al. 2015). Figure figures/adding.png:
 final eval MSE against T per cell (mean over seeds; the baseline dotted).
 
-Expected runtime (2 CPU cores): full ~8-10 minutes; smoke: seconds.
+Expected runtime (2 CPU cores): full ~7-10 minutes on a quiet machine (estimated from the
+measured step rates, not run in full yet); smoke: seconds.
 
 Expected result: the tanh RNN stays at the 1/6 baseline from T of a few hundred on (already
 at 100-200 within this budget); LSTM and GRU solve T = 200 (Arjovsky et al. 2016 Fig. 2, Le
-et al. 2015 Fig. 2; they trained 10^4-10^5 steps, so within 2000 steps they may not be below
+et al. 2015 Fig. 2; they trained 10^4-10^5 steps, so within 1500 steps they may not be below
 0.01 yet at T = 200); IRNN roughly matches LSTM (Le et al. 2015), though it is sensitive to the
 learning rate.
 """
@@ -53,8 +54,8 @@ def get_config(variant: str | None = None):
     c.model.hidden_size = 64
     c.optim.learning_rate = 1e-3
     c.optim.clip_value = 1.0
-    c.train.num_seeds = 3
-    c.train.num_steps = 2000
+    c.train.num_seeds = 2
+    c.train.num_steps = 1500
     c.train.eval_every = 250
     c.train.log_every = 250
     c.train.checkpoint_every = 0
