@@ -194,7 +194,8 @@ def linear_scan(cell, params, carry, inputs: dict, return_states: bool = False):
     """The associative-scan twin of the ``lax.scan`` in :func:`unroll` (time-major ``inputs``).
 
     ``h_t = a_t h_{t-1} + b_t`` with ``(a, b) = cell.linear_coeffs(xp)`` ``[T, B, H]``; the
-    initial carry folds into ``b_0 += a_0 h_0``; a perturbation adds to ``b_t``; a masked step
+    initial carry folds into ``b_0 += a_0 h_0``; a perturbation adds to ``b_t`` (so ``y_t``
+    and later states see it); a masked step
     (``valid`` false) gets ``a = 1, b = 0`` so the state is frozen, and a zero output. Cells whose
     carry is not the linear state itself (LRU: complex state, real-packed carry) convert with
     ``unpack_carry`` / ``pack_carry``. Returns ``(final_carry, (ys [T, B, O], states | None))``.
@@ -213,9 +214,8 @@ def linear_scan(cell, params, carry, inputs: dict, return_states: bool = False):
         b = jnp.where(valid, b, jnp.zeros_like(b))
     b = b.at[0].add(a[0] * h0)
     _, hs = jax.lax.associative_scan(_compose, (a, b), axis=0)  # hs[t] = h_t, [T, B, H]
-    # y_t reads the state *before* eps_t is added (as cell.step does): a_t h_{t-1} + b_t.
-    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
-    ys = cell.apply(params, a * h_prev + b_step, xp, method="readout")  # [T, B, O]
+    # y_t reads the perturbed state h_t (= a_t h_{t-1} + b_t + eps_t), as the sequential scan does.
+    ys = cell.apply(params, hs, xp, method="readout")  # [T, B, O]
     if "valid" in inputs:
         ys = jnp.where(valid, ys, jnp.zeros_like(ys))
     like = lambda h: jax.tree.map(lambda v, c: v.astype(c.dtype), pack(h), carry)
@@ -341,8 +341,9 @@ def unroll(
 
     def step(carry, inp):
         new_carry, y = cell.apply(params, carry, inp["xp"], method="step")
-        if "eps" in inp:
-            new_carry = jax.tree.map(jnp.add, new_carry, inp["eps"])
+        if "eps" in inp:  # h_t + eps_t feeds y_t and h_{t+1}: dL/d eps_t is the total dL/dh_t
+            raw, new_carry = new_carry, jax.tree.map(jnp.add, new_carry, inp["eps"])
+            y = cell_registry.output_after_perturbation(cell, params, new_carry, inp["xp"], y, raw)
         if "valid" in inp:
             keep = lambda new, old: jnp.where(
                 inp["valid"].reshape((-1,) + (1,) * (new.ndim - 1)), new, old

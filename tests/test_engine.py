@@ -174,22 +174,21 @@ def test_return_states_match_a_python_loop_and_final_carry():
     close(h * (jnp.arange(T)[None, :] < LENGTHS[:, None])[..., None], out.outputs)
 
 
-@pytest.mark.parametrize("cell", ["elman", "lstm"])
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru", "lru"])
 def test_perturbation_gradient_is_dL_dh_t(cell):
-    """dL/d eps_t at eps = 0 equals dL/dh_t computed by brute force: for each t, rerun the
-    steps after t from h_t with a Python loop and differentiate that w.r.t. h_t.
-
-    What the hook measures (the engine's semantics): eps_t is added to the carry after step t,
-    after that step's output y_t was taken, so dL/d eps_t is the derivative through the later
-    steps and the final carry, not the direct term dL/dy_t * dy_t/dh_t of step t itself.
+    """dL/d eps_t at eps = 0 equals the total derivative dL/dh_t computed by brute force: for
+    each t, rerun from h_t (its own output y_t, then the later steps) with a Python loop and
+    differentiate that w.r.t. h_t. The hook adds eps_t to the carry of step t and y_t is read
+    from the perturbed carry, so the direct term dL/dy_t * dy_t/dh_t is included (for a loss
+    on the last output only, dL/dh_{T-1} is not zero).
     """
     x = inputs(shape=(2, 5, D))
-    rnn = RNN(cell, 3)
+    rnn = RNN(cell, 3, backward="autodiff")
     variables = rnn.init(jax.random.key(0), x)
     module, params = rnn.make_cell(), layer(variables, 0)
     w = inputs(2, shape=(2, 5, 3))
     w_final = inputs(3, shape=(2, 3))
-    final_h = lambda carry: carry[1] if cell == "lstm" else carry
+    final_h = lambda carry: carry[1] if cell == "lstm" else carry[..., :3]
     zeros = jax.tree.map(
         lambda z: jnp.zeros((2, 5, *z.shape[1:])), module.initialize_carry(None, (2, D))
     )
@@ -200,8 +199,14 @@ def test_perturbation_gradient_is_dL_dh_t(cell):
 
     hook = jax.jit(jax.grad(loss_hook))(zeros)
 
+    def output(t, carry):  # y_t as a function of the carry of step t
+        if cell == "lru":
+            xp_t = module.apply(params, x[:, t], method="project")
+            return module.apply(params, carry, xp_t, method="output")
+        return carry[1] if cell == "lstm" else carry
+
     def loss_after(t, carry):  # the loss terms that read the carry of step t
-        total = 0.0
+        total = jnp.sum(output(t, carry) * w[:, t])
         for s in range(t + 1, 5):
             carry, y = module.apply(params, carry, x[:, s])
             total = total + jnp.sum(y * w[:, s])

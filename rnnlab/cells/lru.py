@@ -175,6 +175,10 @@ class Cell(nn.Module):
         carry_dtype = self.dtype or jnp.result_type(carry, y)  # the initial carry's dtype
         return self.pack_carry(x).astype(carry_dtype), y
 
+    def output(self, carry: jax.Array, xp_t: jax.Array) -> jax.Array:
+        """``y_t`` from the (real-packed) new carry: ``Re(C x_t) + D u_t``."""
+        return self.readout(self.unpack_carry(carry), xp_t)
+
     def __call__(self, carry, u_t):
         return self.step(carry, self.project(u_t))
 
