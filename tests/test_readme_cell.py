@@ -56,3 +56,10 @@ def test_example_cell_registers_passes_conformance_and_trains(peephole):
         params, opt_state, loss = train_step(params, opt_state)
         losses.append(float(loss))
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_readme_shows_the_example_cell_verbatim():
+    """The README's "add a cell in one file" code is examples/peephole_lstm.py, so the tested
+    example and the documented one cannot drift apart."""
+    readme = (EXAMPLE.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert EXAMPLE.read_text(encoding="utf-8") in readme
