@@ -1,7 +1,7 @@
 """parity: many-to-one sequence classification (the parity of a bit string) across cells.
 
 Command:
-    rnnlab run parity                   # lstm, gru, indrnn, mingru, minlstm, lru at T = 10, 20
+    rnnlab run parity                   # lstm, gru, indrnn, mingru, minlstm, lru at T = 4, 6
     rnnlab run parity:smoke             # seconds; what the test suite runs
     Options: experiment.cells="('lstm', 'mingru')", experiment.lengths="(10, 40)",
     train.num_seeds=3, train.num_steps=3000
@@ -13,16 +13,30 @@ the output at the last step -> Dense(2)) with softmax cross-entropy on the ``par
 3e-3, batch 64, and tabulates the final validation accuracy (4 x 64 fixed strings; chance 0.5).
 The linear cells run on the engine's default scan (``scan="auto"``).
 
-Expected runtime (2 CPU cores): full ~8-10 minutes; smoke: seconds.
+Expected runtime (2 CPU cores): ~5 minutes (measured 276 s wall, niced, on a loaded machine);
+smoke: seconds.
 
-Expected result: LSTM and GRU reach accuracy ~1.0 at T = 10 (parity of T bits is the classic
-hard case for gradient descent only as T grows). Cells whose recurrence is linear with
-positive, input-dependent decay -- minGRU, minLSTM (``a_t`` in (0, 1)) -- cannot flip the sign
-of their state, so one layer of them cannot track parity at every length (Grazzi et al. 2025,
-"Unlocking state-tracking in linear RNNs through negative eigenvalues", ICLR); the LRU's decay
-does not depend on the input at all. Expect them near chance as T grows, the nonlinear cells
-(LSTM, GRU, IndRNN) above it. Not yet measured on the full variant here: run it and read
-``results.json`` / ``summary`` (the README records the numbers once measured).
+Expected result: parity is the classic hard case for gradient descent: the loss is flat
+(chance) until the network finds the whole XOR chain, and the plateau grows quickly with T.
+Cells whose recurrence is linear with positive, input-dependent decay -- minGRU, minLSTM
+(``a_t`` in (0, 1)) -- cannot flip the sign of their state, so one layer of them cannot track
+parity at every length (Grazzi et al. 2025, "Unlocking state-tracking in linear RNNs through
+negative eigenvalues", ICLR); the LRU's decay does not depend on the input at all.
+Measured (``rnnlab run parity``; val accuracy per seed, 2 seeds, 2000 steps, chance 0.5):
+
+=========  ==============  ==============
+cell       T = 4           T = 6
+=========  ==============  ==============
+lstm       1.000, 1.000    0.480, 0.375
+gru        1.000, 1.000    0.465, 0.508
+indrnn     1.000, 1.000    0.637, 0.602
+mingru     0.523, 1.000    0.461, 0.441
+minlstm    0.535, 0.492    0.438, 0.438
+lru        0.594, 0.551    0.465, 0.488
+=========  ==============  ==============
+
+The nonlinear cells solve T = 4 in every seed, the linear ones mostly do not; at T = 6 no
+cell leaves the plateau within 2000 steps (more steps, or a length curriculum, are needed).
 """
 
 from __future__ import annotations
@@ -48,13 +62,13 @@ def get_config(variant: str | None = None):
     c.model.embed_dim = 16
     c.optim.learning_rate = 3e-3
     c.train.num_seeds = 2
-    c.train.num_steps = 1500
+    c.train.num_steps = 2000
     c.train.eval_every = 500
     c.train.log_every = 500
     c.train.checkpoint_every = 0
     c.train.progress = False
     study.with_section(
-        c, cells=("lstm", "gru", "indrnn", "mingru", "minlstm", "lru"), lengths=(10, 20)
+        c, cells=("lstm", "gru", "indrnn", "mingru", "minlstm", "lru"), lengths=(4, 6)
     )
     if variant == "smoke":
         c.model.hidden_size = 8
