@@ -97,6 +97,7 @@ def probe_batch(dataset, n: int) -> dict:
 def grad_norms(model, params, dataset, n: int) -> np.ndarray:
     """``||dL/dh_t||`` ``[T]`` of layer 0 on the first ``n`` eval sequences."""
     batch = probe_batch(dataset, n)
+    params = probes.select_seed(params)  # seed 0 when train.num_seeds > 1
     g = probes.model_grad_norms(model, params, batch, loss=dataset.model_spec["loss"])
     return np.asarray(g["layer_0"]["total"])
 

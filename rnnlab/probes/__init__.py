@@ -35,11 +35,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rnnlab.probes import _carry
+from rnnlab.probes._carry import select_seed
 from rnnlab.probes.grad_norms import cell_grad_norms, model_grad_norms
 from rnnlab.probes.jacobian import cell_jacobian_spectrum, product_singular_values, step_jacobians
 from rnnlab.probes.lyapunov import cell_lyapunov
@@ -65,6 +65,7 @@ __all__ = [
     "model_state_norms",
     "product_singular_values",
     "recurrent_matrices",
+    "select_seed",
     "step_jacobians",
 ]
 
@@ -102,9 +103,7 @@ def make_hook(
     def hook(step, params, model, dataset) -> dict:
         batch = next(iter(dataset.eval_batches()))
         batch = {k: np.asarray(v)[:batch_size] for k, v in batch.items()}
-        params = _carry.wrap(params)
-        if np.ndim(params["params"]["head"]["kernel"]) == 3:  # train.num_seeds > 1: [S, ...]
-            params = jax.tree.map(lambda a: a[seed_index], params)
+        params = _carry.select_seed(params, seed_index)  # train.num_seeds > 1: [S, ...] leaves
         cell = _carry.model_cells(model)[0]
         cparams = _carry.layer_params(params, 0)
         xs = model.apply(params, jnp.asarray(batch["inputs"]), method="embed_inputs")

@@ -102,6 +102,15 @@ def wrap(params):
     return params if "params" in params else {"params": params}
 
 
+def select_seed(params, index: int = 0):
+    """The params of seed ``index`` when the trainer stacked seeds (``train.num_seeds > 1``:
+    every leaf ``[S, ...]``, detected by the head's 3-D kernel); else ``params`` as they are."""
+    params = wrap(params)
+    if np.ndim(params["params"]["head"]["kernel"]) == 3:
+        return jax.tree.map(lambda a: a[index], params)
+    return params
+
+
 def model_cells(model) -> list[nn.Module]:
     """One unbound cell per layer of a :class:`rnnlab.models.SequenceModel`."""
     if getattr(model, "bidirectional", False):
