@@ -30,7 +30,10 @@ Optional, when ``y_t`` is not itself a leaf of the new carry (LRU: ``y = Re(C x)
 Optional, for cells whose recurrence is linear in the state (``h_t = a_t * h_{t-1} + b_t``):
     ``linear_coeffs(xp)``          ``[B, T, G] -> (a, b)`` each ``[B, T, H]``;
     ``readout(h, xp)``             ``([B, T, H], [B, T, G]) -> y [B, T, O]``;
-so the engine may run them with ``jax.lax.associative_scan``.
+so the engine may run them with ``jax.lax.associative_scan`` (``unroll(..., scan=...)``).
+``a``, ``b`` and ``h`` may be complex (LRU); then the carry stays real and the cell also defines
+``unpack_carry(carry) -> h`` and ``pack_carry(h) -> carry`` (LRU: ``[B, 2N] = [Re h, Im h]``);
+without them the carry is ``h`` itself. ``step`` must equal ``h = a * h + b; y = readout(h)``.
 
 Lookup is by file name (big_vision style): :func:`names`, :func:`get`. No decorators and no
 import side effects. Cells defined outside the package (a notebook, a user's file) are added
