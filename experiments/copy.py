@@ -14,13 +14,27 @@ global-norm clip 1, batch 32. "lstm/chrono" is the LSTM with chrono init (Tallec
 memoryless baseline 10 ln 8 / (T + 20). Figure figures/copy.png: final xent / baseline
 against T.
 
-Expected runtime (2 CPU cores): full ~6-9 minutes; smoke: seconds.
+Expected runtime (2 CPU cores): full ~6-9 minutes (measured 9.1 min on a shared machine,
+load ~13); smoke: seconds.
 
 Expected result (Arjovsky et al. 2016 Fig. 1; Tallec & Ollivier 2018 Fig. 3): LSTM with forget
 bias 1 sits on the baseline for long T (it learns to output blanks, then the symbol marginal);
 chrono-initialized LSTM gets below it (shown at T = 500 and 2000 in the paper, after 10^4+
 steps); the tanh RNN stays at the baseline. At the short T and budget used here all cells may
 still be at or near the baseline: read the table against that.
+
+Measured (full run, ``rnnlab run copy``, seeds 0 and 1, 1500 steps; eval xent in nats/step):
+
+    run           T=20 (baseline 0.520)   T=50 (baseline 0.297)
+    lstm          0.469 +- 0.006          0.290 +- 0.001
+    lstm/chrono   0.447 +- 0.010          0.277 +- 0.007
+    gru           0.486 +- 0.006          0.280 +- 0.001
+    elman         0.520 +- 0.000          0.297 +- 0.000
+
+As in Tallec & Ollivier, chrono init is below forget bias 1 at both T, and the tanh RNN sits
+exactly on the memoryless baseline. Unlike the papers' long runs, no cell is near 0 after
+1500 steps: all gated cells are only 5-15% below the baseline (they have started to recall
+the first symbols), so this budget shows the ordering, not the solution.
 """
 
 from __future__ import annotations
