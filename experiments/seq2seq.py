@@ -43,10 +43,7 @@ def get_config(variant: str | None = None):
     if variant not in VARIANTS:
         raise KeyError(f"unknown variant {variant!r} of seq2seq; known: {', '.join(VARIANTS)}")
     c = config_lib.get_config()
-    c.model.unlock()  # the seq2seq model's own switch (rnnlab.seq2seq.Seq2Seq.attention)
     c.model.attention = True
-    c.model.lock()
-    c.model.cell_options.unlock()  # lock() is recursive: reopen the open dict
     c.model.architecture = "seq2seq"
     c.model.cell = "gru"
     c.model.hidden_size = 128
@@ -120,7 +117,7 @@ def run(config, workdir: str | os.PathLike) -> dict:
     results = exact_match(load_run(workdir), dataset)
     results.update(
         task=dataset.task,
-        attention=bool(config.model.get("attention", False)),
+        attention=bool(config.model.attention),
         val_loss=summary.get("val_loss"),
         step=summary.get("step"),
         time_s=summary.get("time_s"),

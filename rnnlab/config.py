@@ -47,6 +47,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.unroll = 1  # jax.lax.scan unroll factor
     c.model.backward = "auto"  # auto | autodiff | fused (one-matmul weight grads; rnnlab.unroll)
     c.model.scan = "auto"  # auto | sequential | associative (linear-recurrence cells)
+    c.model.attention = False  # seq2seq: Bahdanau additive attention over the encoder outputs
+    c.model.attention_size = 64  # seq2seq: width of the attention's query/key projections
     c.model.cell_options = ml_collections.ConfigDict()  # open: kwargs for the cell
 
     c.data = ml_collections.ConfigDict()
