@@ -100,6 +100,10 @@ def lines(
     ax.set_ylabel(ylabel)
     if logx:
         ax.set_xscale("log")
+        ticks = sorted({float(v) for x, _ in series.values() for v in np.ravel(x)})
+        if len(ticks) <= 10:  # few values (sequence lengths): label them plainly
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
     if logy:
         ax.set_yscale("log")
     if title:
