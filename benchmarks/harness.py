@@ -58,10 +58,16 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--gen-length", type=int, default=None, help="chars (default 500; quick 200)")
     p.add_argument("--compile-steps", type=ints, default=[100, 1000])
     p.add_argument("--memory-steps", type=int, default=2000)
-    p.add_argument("--memory-hidden", type=int, default=None, help="default 256; quick 128")
+    p.add_argument("--memory-hidden", type=int, default=None, help="default 256; quick 64")
     p.add_argument("--probe-hidden", type=int, default=None, help="default 512; quick 128")
     p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     p.add_argument("--dtype", default="float32", help="computation dtype (bfloat16 on GPU)")
+    p.add_argument(
+        "--allocator",
+        choices=("auto", "system", "tcmalloc"),
+        default="auto",
+        help="auto: re-run under tcmalloc when libtcmalloc_minimal is installed (see BENCHMARKS.md)",
+    )
     p.add_argument("--out", default="benchmarks/results/latest", help="path stem for .md/.json")
     args = p.parse_args(argv)
     for given, known, what in (
@@ -72,10 +78,10 @@ def parse(argv=None) -> argparse.Namespace:
         if bad:
             p.error(f"unknown {what} {bad}; known: {', '.join(known)}")
     q = args.quick
-    args.hidden = args.hidden or ([128, 512] if q else [128, 512, 1024])
+    args.hidden = args.hidden or ([128] if q else [128, 512, 1024])
     args.repeats = args.repeats or (5 if q else 7)
     args.gen_length = args.gen_length or (200 if q else 500)
-    args.memory_hidden = args.memory_hidden or (128 if q else 256)
+    args.memory_hidden = args.memory_hidden or (64 if q else 256)
     args.probe_hidden = args.probe_hidden or (128 if q else 512)
     if q:
         args.warmup = min(args.warmup, 1)
@@ -209,6 +215,7 @@ def machine() -> dict:
     import jax
 
     info = {
+        "allocator": os.environ.get("LD_PRELOAD") or "system (glibc)",
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
@@ -237,8 +244,38 @@ def machine() -> dict:
     return info
 
 
+TCMALLOC = (
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4",
+    "/usr/lib64/libtcmalloc_minimal.so.4",
+)
+
+
+def use_allocator(args, argv) -> None:
+    """Re-exec this process under tcmalloc (LD_PRELOAD), for every system alike.
+
+    XLA:CPU and PyTorch free their large buffers after each step; glibc returns them to the OS,
+    so every step page-faults them back (~9,000 minor faults per LSTM-128 train step here,
+    a third of its time). tcmalloc keeps them.
+    """
+    if args.allocator == "system" or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+        return
+    lib = next((path for path in TCMALLOC if os.path.exists(path)), None)
+    if lib is None:
+        if args.allocator == "tcmalloc":
+            sys.exit("--allocator tcmalloc: install libtcmalloc-minimal4 (apt) first")
+        log(
+            "tcmalloc not found: timing with the system allocator (apt install libtcmalloc-minimal4)"
+        )
+        return
+    argv = sys.argv[1:] if argv is None else list(argv)
+    env = dict(os.environ, LD_PRELOAD=lib)
+    os.execve(sys.executable, [sys.executable, str(pathlib.Path(__file__).resolve()), *argv], env)
+
+
 def main(argv=None) -> None:
     args = parse(argv)
+    use_allocator(args, argv)
     t0 = time.perf_counter()
     out = run(args)
     out["wall_s"] = time.perf_counter() - t0

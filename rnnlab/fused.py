@@ -41,6 +41,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnnlab import cells
+
 REQUIRED = ("recurrent_kernel", "recurrent_state", "gates")
 
 
@@ -90,8 +92,9 @@ def scan(
     def local(p, c, x, hr, e, v):
         """One step after the recurrent matmul: gates, perturbation, masking."""
         new, y = cell.apply(p, c, x, hr, method="gates")
-        if e is not None:
-            new = jax.tree.map(jnp.add, new, e)
+        if e is not None:  # as the engine's step: h_t + eps_t feeds y_t and h_{t+1}
+            raw, new = new, jax.tree.map(jnp.add, new, e)
+            y = cells.output_after_perturbation(cell, p, new, x, y, raw)
         if v is not None:
             keep = lambda n, o: jnp.where(v.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
             new = jax.tree.map(keep, new, c)
@@ -102,11 +105,14 @@ def scan(
         hr = h @ w
         return hr if b is None else hr + b.reshape((1,) * (hr.ndim - 1) + b.shape)
 
-    def forward(p, w, b, c0, xp, eps, valid):
+    def forward(p, w, b, c0, xp, eps, valid, *, save: bool):
+        """The scan; ``save``: also stack what the backward pass reads (states, hr)."""
+
         def body(c, inp):
             hr = recurrent(h_of(p, c), w, b)  # [B, G]
             new, y = local(p, c, inp["xp"], hr, inp.get("eps"), inp.get("valid"))
-            return new, (y, new, None if remat else hr)
+            keep_hr = save and not remat
+            return new, (y, new if save or return_states else None, hr if keep_hr else None)
 
         step_in = {"xp": xp, "eps": eps, "valid": valid}
         step_in = {k: v for k, v in step_in.items() if v is not None}
@@ -114,11 +120,11 @@ def scan(
 
     @jax.custom_vjp
     def run(p, w, b, c0, xp, eps, valid):
-        cT, (ys, states, _) = forward(p, w, b, c0, xp, eps, valid)
-        return cT, ys, states if return_states else None
+        cT, (ys, states, _) = forward(p, w, b, c0, xp, eps, valid, save=False)
+        return cT, ys, states
 
     def run_fwd(p, w, b, c0, xp, eps, valid):
-        cT, (ys, states, hr) = forward(p, w, b, c0, xp, eps, valid)
+        cT, (ys, states, hr) = forward(p, w, b, c0, xp, eps, valid, save=True)
         out = (cT, ys, states if return_states else None)
         return out, (p, w, b, c0, xp, eps, valid, states, hr)
 
