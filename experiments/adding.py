@@ -14,14 +14,29 @@ final eval MSE over 4 x 32 fixed sequences against the baseline 1/6 (always pred
 "irnn" is the Elman cell with ReLU and W_h = I (Le et al. 2015). Figure figures/adding.png:
 final eval MSE against T per cell (mean over seeds; the baseline dotted).
 
-Expected runtime (2 CPU cores): full ~7-10 minutes on a quiet machine (estimated from the
-measured step rates, not run in full yet); smoke: seconds.
+Expected runtime (2 CPU cores): full ~7-10 minutes (measured 7.6 min, machine partly shared);
+smoke: seconds.
 
 Expected result: the tanh RNN stays at the 1/6 baseline from T of a few hundred on (already
 at 100-200 within this budget); LSTM and GRU solve T = 200 (Arjovsky et al. 2016 Fig. 2, Le
 et al. 2015 Fig. 2; they trained 10^4-10^5 steps, so within 1500 steps they may not be below
 0.01 yet at T = 200); IRNN roughly matches LSTM (Le et al. 2015), though it is sensitive to the
 learning rate.
+
+Measured (full run, ``rnnlab run adding``, seeds 0 and 1, 1500 steps; eval MSE, mean +- std;
+solved = MSE < 0.01):
+
+    cell    T=50               T=100               T=200
+    elman   0.025 +- 0.006     0.131 +- 0.012      0.160 +- 0.001 (baseline)
+    irnn    0.046 +- 0.015     0.155 +- 0.003      0.166 +- 0.005 (baseline)
+    lstm    0.019 +- 0.007     0.0099 +- 0.0003    0.121 +- 0.036
+    gru     0.0009 (2/2)       0.0013 (2/2)        0.0013 (2/2 solved)
+
+As expected, the tanh RNN is at the baseline by T = 200 and GRU solves T = 200. Where it
+differs: LSTM has not solved T = 200 within 1500 steps (its MSE is falling: 0.085 for the
+better seed; the papers train 10-100x longer), and IRNN does not match LSTM -- it is at the
+baseline from T = 100 on (Le et al. used SGD with a tuned rate and ~10^5+ steps). The T = 100
+rows equal the init experiment's (same config and seeds): runs are deterministic.
 """
 
 from __future__ import annotations
