@@ -111,7 +111,7 @@ def make_hook(
         if "grad_norms" in probes:
             loss = dataset.model_spec.get("loss", "xent")
             g = np.asarray(model_grad_norms(model, params, batch, loss=loss)["layer_0"]["total"])
-            g = g[g > 0]  # t = T-1 is 0 under a last-step readout (see grad_norms)
+            g = g[g > 0]  # exact zeros (dead ReLU units) have no logarithm
             out["grad_norms/first"], out["grad_norms/last"] = g[0], g[-1]
             out["grad_norms/log_decay_per_step"] = decay_rate(g)
         if "state_norms" in probes:

@@ -6,12 +6,11 @@ unchanged and ``dL/d eps_t`` is the *total* derivative ``dL/dh_t`` (through ever
 so one ``jax.grad`` gives it for all ``t``. The whole carry is perturbed (LSTM: ``c`` and
 ``h``), and the norm is taken over the whole carry unless a leaf is named.
 
-What ``eps_t`` reaches: the engine adds it to the carry *after* step ``t`` has emitted its
-output ``y_t``, so ``dL/d eps_t`` is the derivative through everything that reads ``h_t``
-later (steps ``t+1..T-1`` and the final carry), not through ``y_t`` itself. Under a
-last-step readout (adding, parity) the ``t = T-1`` entry is therefore 0 and every earlier
-entry is the full total derivative; under per-step losses (copy, language models) entry ``t``
-leaves out the direct term of the loss at step ``t``. The tests pin both facts.
+What ``eps_t`` reaches: the engine adds it to the carry after step ``t`` and the step's output
+``y_t`` reads the perturbed state (the cell's optional ``output`` method, see
+:mod:`rnnlab.cells`), so ``dL/d eps_t`` includes the direct term of a loss at step ``t`` as
+well as every later step: under a last-step readout the ``t = T-1`` entry is the gradient of
+the loss at the readout itself (tested through a model).
 
 Loss convention: ``L = sum_b l_b`` over the batch, so the gradient of example ``b`` is that of
 its own loss ``l_b``; the result is the batch mean of the per-example norms. Read the curve
