@@ -77,6 +77,28 @@ def time_runs(fn: Callable[[], object], *, warmup: int, repeats: int) -> list[fl
     return times
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], *, warmup: int, repeats: int, pause: float = 0.02
+) -> dict[str, list[float]]:
+    """Like :func:`time_runs` for several systems, round-robin: one run of each per round.
+
+    Load from other processes then drifts over all systems alike, so their ratios stay fair.
+    ``pause`` seconds between runs let spinning worker threads (OpenMP, Eigen) go idle, so
+    one system's threads do not steal the next one's cores.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            time.sleep(pause)
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 

@@ -32,6 +32,7 @@ from benchmarks.common import (  # noqa: E402
     forward_flops,
     jax_matmul_rate,
     median,
+    time_interleaved,
     time_runs,
     torch_matmul_rate,
     train_flops,
@@ -152,27 +153,15 @@ def run(args) -> dict:
     for cell in args.cells:
         for H in args.hidden if {"train", "forward"} & set(args.workloads) else []:
             spec = Spec(cell=cell, hidden=H, **base)
-            for name in systems:
-                sysm = build(name, spec)
-                if "train" in args.workloads:
-                    record(
-                        rows,
-                        "train",
-                        spec,
-                        name,
-                        time_runs(sysm.train_step, **timed),
-                        floor_s=train_flops(spec) / rate,
-                    )
-                if "forward" in args.workloads:
-                    record(
-                        rows,
-                        "forward",
-                        spec,
-                        name,
-                        time_runs(sysm.forward, **timed),
-                        floor_s=forward_flops(spec) / rate,
-                    )
-                del sysm
+            built = {name: build(name, spec) for name in systems}
+            for workload, flops in (("train", train_flops), ("forward", forward_flops)):
+                if workload not in args.workloads:
+                    continue
+                fns = {n: getattr(s, "train_step" if workload == "train" else "forward")
+                       for n, s in built.items()}  # fmt: skip
+                for name, times in time_interleaved(fns, **timed).items():
+                    record(rows, workload, spec, name, times, floor_s=flops(spec) / rate)
+            del built
     for cell in args.cells:
         H = args.probe_hidden
         spec = Spec(cell=cell, hidden=H, **base)
@@ -183,8 +172,9 @@ def run(args) -> dict:
                 record(rows, "generate", spec, name, times, chars=args.gen_length)
         if "probe" in args.workloads and "rnnlab" in systems:
             sysm = build("rnnlab", spec)
-            record(rows, "probe", spec, "rnnlab", time_runs(sysm.probe, **timed))
-            record(rows, "probe-step", spec, "rnnlab", time_runs(sysm.train_step, **timed))
+            times = time_interleaved({"probe": sysm.probe, "probe-step": sysm.train_step}, **timed)
+            for workload, runs in times.items():
+                record(rows, workload, spec, "rnnlab", runs)
         if "compile" in args.workloads:
             for name in (n for n in systems if n in ("rnnlab", "flax")):  # torch: eager
                 sysm = build(name, spec)
@@ -202,12 +192,13 @@ def run(args) -> dict:
             )
             from benchmarks.rnnlab_system import RnnlabSystem
 
-            for remat, name in REMATS.items():
-                sysm = RnnlabSystem(spec, remat=remat)
+            built = {name: RnnlabSystem(spec, remat=remat) for remat, name in REMATS.items()}
+            fns = {name: sysm.train_step for name, sysm in built.items()}
+            times = time_interleaved(fns, warmup=1, repeats=max(5, args.repeats - 2))
+            for name, sysm in built.items():
                 peak = sysm.peak_bytes(spec.steps)
-                times = time_runs(sysm.train_step, warmup=1, repeats=max(5, args.repeats - 2))
-                record(rows, "memory", spec, name, times, peak_bytes=peak)
-                del sysm
+                record(rows, "memory", spec, name, times[name], peak_bytes=peak)
+            del built
     return out
 
 
