@@ -12,16 +12,13 @@ gradient norms ||dL/dh_t|| of the whole state (c and h for an LSTM) in one backw
 the zero-perturbation trick (rnnlab.probes.grad_norms) on a fixed batch of 32 eval sequences, at
 initialization (same init distribution as training) and after training (a training hook),
 and plots them against the lag T-1-t on a log scale (figures/vanishing.png: left panel at
-init, right panel trained, one color per cell; data in figures/vanishing.json). The full run
-below was made while the engine still added eps_t after y_t was emitted, so its lag-0 entry
-was 0 and is missing from the figure (lags 1-99 are the full dL/dh_t); the engine now feeds
-the perturbed state to y_t and lag 0 is measured too. results.json: per cell, the log-decay
-rate of the gradient (nats per step, a least-squares slope), the norm at the largest lag
-relative to lag 1, the trained MSE.
+init, right panel trained, one color per cell; data in figures/vanishing.json). The entry
+at lag 0 is the gradient at the readout step itself (y_t reads the perturbed state).
+results.json: per cell, the log-decay rate of the gradient (nats per step, a least-squares
+slope), the norm at the largest lag relative to lag 1, the trained MSE.
 
-Expected runtime (2 CPU cores): full ~5-8 minutes on a quiet machine (8 cells x 600 steps
-at T=100, H=64); measured 15.4 min while the machine was shared (load 12-18 on 2 cores);
-smoke: seconds (one cell).
+Expected runtime (2 CPU cores): full ~2-3 minutes (measured 119 s with the machine lightly
+shared; 15 min when it was heavily loaded); smoke: seconds (one cell).
 
 Expected result (Hochreiter 1991; Bengio, Simard & Frasconi 1994; Pascanu et al. 2013): at
 init the tanh Elman and Jordan RNNs' gradients decay exponentially with the lag (many orders of
@@ -33,22 +30,22 @@ Measured (full run, seed 0, ``rnnlab run vanishing``; decay in nats/step, "ratio
 99 / norm at lag 1; figure docs/figures/vanishing.png):
 
     cell     decay init  decay trained  ratio init  ratio trained  val MSE
-    elman    0.240       0.294          7.0e-11     2.9e-13        0.149
+    elman    0.240       0.295          7.0e-11     2.9e-13        0.149
     gru      0.264       0.007          4.0e-12     4.1e-01        0.0013
-    indrnn   0.022       0.024          5.8e-02     3.4e-02        0.143
-    jordan   0.229       0.423          1.1e-10     3.1e-19        0.154
-    lru      0.011       0.003          2.2e-01     5.9e-01        0.188
-    lstm     0.078      -0.001          2.3e-04     1.2e+00        0.0135
-    mingru   0.403       0.249          3.1e-18     7.6e-12        0.148
-    minlstm  0.356       0.074          3.7e-16     5.1e-04        0.131
+    indrnn   0.023       0.027          5.8e-02     2.9e-02        0.144
+    jordan   0.229       0.424          1.1e-10     3.1e-19        0.154
+    lru      0.012       0.004          2.2e-01     4.9e-01        0.157
+    lstm     0.079       0.001          2.3e-04     1.0e+00        0.0082
+    mingru   0.404       0.250          3.1e-18     7.6e-12        0.148
+    minlstm  0.357       0.074          3.7e-16     5.1e-04        0.131
 
 Where this differs from the expectation above: at init, GRU decays as fast as the tanh RNN
 (its update gate starts near 0.5 and the candidate path is tanh), and minGRU/minLSTM decay
 *fastest* of all (their state is multiplied by 1 - z ~ 0.5 or f' ~ 0.5 every step: log 2 = 0.69
 nats/step is the limit for z = 0.5; measured 0.40 and 0.36). Only training opens their gates:
 GRU and LSTM, the two cells that solved adding at T=100 within 600 steps, end with flat
-gradient curves (ratio ~0.4-1.2 over 98 steps of lag), while Elman and Jordan vanish even faster after
-training. LRU and IndRNN keep gradients alive from init (near-identity diagonal recurrences)
+gradient curves (ratio ~0.4-1.0 over 98 steps of lag), while Elman and Jordan vanish even
+faster after training. LRU and IndRNN keep gradients alive from init (near-identity diagonal recurrences)
 but did not solve the task within this budget.
 """
 
