@@ -16,8 +16,8 @@ not tried). results.json: per cell, the longest T solved and, per T, the step it
 or the final MSE. Figures: figures/memory_horizon.png (cell x T grid of the eval MSE, solved
 cells marked with their step) and figures/memory_horizon_curves.png (eval MSE against step).
 
-Expected runtime (2 CPU cores): full ~5-10 minutes (cells that fail early finish early;
-measured 9.0 min on a shared machine, load 12-18); smoke: seconds.
+Expected runtime (2 CPU cores): full ~1-2 minutes (cells that fail early finish early;
+measured 71 s on a lightly loaded machine, 9.0 min under load 12-18); smoke: seconds.
 
 Expected result (REFERENCE.md "Long-range synthetic tasks"): the tanh Elman RNN has the
 shortest horizon (at the baseline from T of a few hundred on in the papers; sooner with this
