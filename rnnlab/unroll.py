@@ -139,6 +139,10 @@ def reverse_sequences(x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
 
 
 BACKWARDS = ("auto", "autodiff", "fused")
+# backward="auto" takes the fused backward from this hidden size on. Measured on a 2-core CPU
+# (BENCHMARKS.md, train step, B=32, T=100): fused/autodiff 0.71-0.83x at H=512-1024, but
+# 1.0-1.26x at H=128, where the per-step work is too small for the saved matmuls to matter.
+FUSED_MIN_HIDDEN = 256
 
 
 def _fused_backward(backward: str, cell: nn.Module) -> bool:
@@ -150,7 +154,9 @@ def _fused_backward(backward: str, cell: nn.Module) -> bool:
             f"backward='fused' needs a dense-recurrence cell ({', '.join(fused.REQUIRED)}); "
             f"{type(cell).__module__}.Cell has none: use 'auto' or 'autodiff'"
         )
-    return backward != "autodiff" and fused.supports(cell)
+    if backward == "auto":
+        return fused.supports(cell) and getattr(cell, "hidden_size", 0) >= FUSED_MIN_HIDDEN
+    return backward == "fused"
 
 
 # ------------------------------------------------------- the parallel path for linear cells
@@ -296,7 +302,8 @@ def unroll(
       unroll: forwarded to ``jax.lax.scan``.
       backward: ``"autodiff"`` (differentiate the scan: the reference), ``"fused"`` (the
         custom VJP of :mod:`rnnlab.fused`: weight gradients as one matmul over all T*B rows;
-        dense-recurrence cells only), or ``"auto"`` (fused when the cell supports it).
+        dense-recurrence cells only), or ``"auto"`` (fused when the cell supports it and
+        ``hidden_size >= FUSED_MIN_HIDDEN``).
         Forward-mode autodiff (``jax.jvp``) needs ``"autodiff"``.
       scan: ``"sequential"`` (``jax.lax.scan`` over ``cell.step``), ``"associative"``
         (``jax.lax.associative_scan`` over the linear form, for cells with ``linear_coeffs``:

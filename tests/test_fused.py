@@ -4,6 +4,8 @@ Every cell that supports the fast path is checked, with masking (seq_lengths), r
 perturbation (the dL/dh_t probe), return_states and remat; float32 to 1e-5, float64 tighter.
 """
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,9 @@ from rnnlab import cells, fused
 from rnnlab.unroll import RNN, make_cell, unroll
 
 B, T, D, H = 3, 7, 5, 6
+unroll_module = importlib.import_module(
+    "rnnlab.unroll"
+)  # the module (rnnlab.unroll is the function)
 
 
 def fused_cells():
@@ -31,6 +36,11 @@ def test_builtin_dense_cells_support_the_fast_path():
     assert {"elman", "lstm", "gru"} <= set(fused_cells())
     assert not fused.supports(make_cell("gru", H, {"convention": "cho"}))
     assert not fused.supports(make_cell("jordan", H))
+    # backward="auto" takes the fused path for large enough hidden sizes only
+    big = unroll_module.FUSED_MIN_HIDDEN
+    assert unroll_module._fused_backward("auto", make_cell("lstm", big))
+    assert not unroll_module._fused_backward("auto", make_cell("lstm", big - 1))
+    assert unroll_module._fused_backward("fused", make_cell("lstm", 4))
 
 
 def setup(name, dtype=jnp.float32, seed=0):
