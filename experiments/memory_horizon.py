@@ -1,14 +1,14 @@
 """memory-horizon: per cell, the longest T at which the adding problem is solved (the headline table).
 
 Command:
-    rnnlab run memory-horizon           # full: every registered cell, T = 16, 32, 64, 128
+    rnnlab run memory-horizon           # full: every registered cell, T = 16 ... 256
     rnnlab run memory-horizon:smoke     # seconds; what the test suite runs
     Options: experiment.cells="('lstm', 'gru')" (default (): every cell in rnnlab.cells.names()),
     experiment.lengths="(50, 100, 200, 400)", train.num_steps=5000 (the step budget per T)
 
 What it does: for every registered cell (a new cell file appears here without an edit), trains
 on the adding problem (Le/Arjovsky variant, rnnlab.data.tasks) at increasing T, each T from a
-fresh init with the same step budget (``train.num_steps`` = 1000 steps of batch 32, hidden 32,
+fresh init with the same step budget (``train.num_steps`` = 2000 steps of batch 32, hidden 32,
 Adam 2e-3, global-norm clip 1, seed 0). "Solved" = eval MSE over 4 x 32 fixed sequences below
 ``experiment.solve_mse`` = 0.01 (the 1/6 baseline is 17x higher) at one of the evaluations
 every 50 steps; the run stops there. The ladder stops at the first T a cell fails (longer T is
@@ -16,8 +16,8 @@ not tried). results.json: per cell, the longest T solved and, per T, the step it
 or the final MSE. Figures: figures/memory_horizon.png (cell x T grid of the eval MSE, solved
 cells marked with their step) and figures/memory_horizon_curves.png (eval MSE against step).
 
-Expected runtime (2 CPU cores): full ~1-2 minutes (cells that fail early finish early;
-measured 71 s on a lightly loaded machine, 9.0 min under load 12-18); smoke: seconds.
+Expected runtime (2 CPU cores): full ~4-5 minutes (cells that fail early finish early;
+measured 222 s on a lightly loaded machine); smoke: seconds.
 
 Expected result (REFERENCE.md "Long-range synthetic tasks"): the tanh Elman RNN has the
 shortest horizon (at the baseline from T of a few hundred on in the papers; sooner with this
@@ -26,24 +26,28 @@ the diagonal linear-recurrence cells (minGRU, minLSTM, LRU) and IndRNN are expec
 well as or better than LSTM (Feng et al. 2024; Orvieto et al. 2023; Li et al. 2018). With one
 seed and a small budget, the table is a measurement of this budget, not of the cell's limit.
 
-Measured (full run, ``rnnlab run memory-horizon``, seed 0; docs/figures/memory_horizon.png):
+Measured (full run, seed 0; docs/figures/memory_horizon.png; the command was
+``rnnlab run memory-horizon "experiment.lengths=(16, 32, 64, 128, 256)" train.num_steps=2000``,
+which is the default now):
 
-    cell     longest T solved   T=16        T=32        T=64        T=128
-    elman    16                 step 650    MSE 0.020   -           -
-    gru      >= 128 (top)       step 150    step 250    step 500    step 850
-    indrnn   < 16               MSE 0.094   -           -           -
-    jordan   16                 step 800    MSE 0.028   -           -
-    lru      < 16               MSE 0.136   -           -           -
-    lstm     32                 step 350    step 650    MSE 0.018   -
-    mingru   < 16               MSE 0.027   -           -           -
-    minlstm  < 16               MSE 0.027   -           -           -
+    cell     longest T solved   T=16        T=32        T=64        T=128       T=256
+    elman    16                 step 800    MSE 0.028   -           -           -
+    gru      >= 256 (top)       step 150    step 250    step 500    step 500    step 1050
+    indrnn   < 16               MSE 0.087   -           -           -           -
+    jordan   32                 step 800    step 1650   MSE 0.152   -           -
+    lru      < 16               MSE 0.141   -           -           -           -
+    lstm     128                step 300    step 500    step 950    step 1500   MSE 0.160
+    mingru   < 16               MSE 0.012   -           -           -           -
+    minlstm  16                 step 1700   MSE 0.013   -           -           -
 
-Where this differs from the papers: GRU is the clear winner and LSTM second, as expected,
-and the tanh Elman/Jordan RNNs have the shortest horizons among the cells that solve anything.
-But minGRU, minLSTM, LRU and IndRNN do not solve even T = 16 within 1000 steps at these
-settings (H=32, Adam 2e-3, their default inits), unlike the papers, which train far longer
-and tune per model (LRU: ring init r_min, learning-rate scaling; IndRNN: recurrent weight
-ranges, deeper stacks). minGRU/minLSTM are close (MSE 0.027, still falling: see
+(An earlier run with a 1000-step budget and T up to 128 gave: gru >= 128, lstm 32, elman 16,
+jordan 16, the four others < 16.)
+
+Where this differs from the papers: GRU and LSTM have the longest horizons and the tanh
+Elman/Jordan RNNs short ones, as expected. But minGRU, minLSTM, LRU and IndRNN do no better
+than the tanh RNN here (< 16 to 16), unlike the papers, which train far longer and tune per
+model (LRU: ring init r_min, learning-rate scaling; IndRNN: recurrent weight ranges, deeper
+stacks). minGRU/minLSTM are close at T = 16-32 (MSE 0.012-0.013, still falling: see
 figures/memory_horizon_curves.png); they start with gates near 0.5, i.e. a state that halves
 every step (see the vanishing experiment), so they first have to learn to saturate their gates.
 Not tuned away: rerun with e.g. ``train.num_steps=5000`` or ``optim.learning_rate=1e-2``.
@@ -69,12 +73,12 @@ def get_config(variant: str | None = None):
     c.model.hidden_size = 32
     c.optim.learning_rate = 2e-3
     c.optim.clip_value = 1.0
-    c.train.num_steps = 1000
+    c.train.num_steps = 2000
     c.train.eval_every = 50
     c.train.log_every = 100
     c.train.checkpoint_every = 0
     c.train.progress = False
-    study.with_section(c, cells=(), lengths=(16, 32, 64, 128), solve_mse=0.01)
+    study.with_section(c, cells=(), lengths=(16, 32, 64, 128, 256), solve_mse=0.01)
     if variant == "smoke":
         c.model.hidden_size = 8
         c.data.batch_size = 8
