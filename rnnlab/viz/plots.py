@@ -14,11 +14,11 @@ import pathlib
 import re
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+# Figures are built with matplotlib's object API (Figure, not pyplot): no backend is chosen or
+# changed, so importing this module leaves a notebook's inline plotting alone.
+from matplotlib.figure import Figure
 
 CELL_COLORS = {
     "elman": "#d62728",  # red
@@ -64,7 +64,6 @@ def save(fig, path, data) -> pathlib.Path:
     path = pathlib.Path(path).with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
     path.with_suffix(".json").write_text(json.dumps(_clean(data), indent=1) + "\n")
     return path
 
@@ -87,7 +86,8 @@ def lines(
     ``styles[label]`` overrides matplotlib keywords (e.g. ``{"linestyle": "--"}``); ``hlines``
     draws labelled horizontal reference lines (a task's baseline); ``notes`` goes into the JSON.
     """
-    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    fig = Figure(figsize=(7.0, 4.4))
+    ax = fig.subplots()
     for label, (x, y) in series.items():
         kw = {"color": color(label), "linewidth": 1.6}
         kw.update((styles or {}).get(label, {}))
@@ -128,8 +128,8 @@ def vanishing(
     ``curves[cell] = {"init": [T], "trained": [T]}`` indexed by ``t``; zero entries (nothing to
     differentiate, e.g. ``t = T-1`` under a last-step readout) are left out."""
     phases = list(dict.fromkeys(p for by_phase in curves.values() for p in by_phase))
-    fig, axes = plt.subplots(1, len(phases), figsize=(5.2 * len(phases), 4.6), sharey=True,
-                             squeeze=False)  # fmt: skip
+    fig = Figure(figsize=(5.2 * len(phases), 4.6))
+    axes = fig.subplots(1, len(phases), sharey=True, squeeze=False)
     data = {"xlabel": "lag T-1-t", "ylabel": "||dL/dh_t||", "series": {}, "notes": notes or {}}
     for ax, phase in zip(axes[0], phases):
         for cell, by_phase in curves.items():
@@ -170,7 +170,8 @@ def grid(
     from matplotlib.colors import LogNorm
 
     values = np.asarray(values, dtype=float)
-    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(cols), 0.9 + 0.45 * len(rows)))
+    fig = Figure(figsize=(1.5 + 1.3 * len(cols), 0.9 + 0.45 * len(rows)))
+    ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto",
                       norm=LogNorm(vmin=vmin, vmax=vmax))  # fmt: skip
     for i in range(len(rows)):
