@@ -37,6 +37,7 @@ from benchmarks.common import (  # noqa: E402
     torch_matmul_rate,
     train_flops,
 )
+from rnnlab import devices  # noqa: E402
 
 SYSTEMS = ("rnnlab", "rnnlab-autodiff", "torch", "flax")
 REMATS = {False: "rnnlab", True: "rnnlab-remat", "chunked": "rnnlab-remat-chunked"}
@@ -235,13 +236,6 @@ def machine() -> dict:
     return info
 
 
-TCMALLOC = (
-    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
-    "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4",
-    "/usr/lib64/libtcmalloc_minimal.so.4",
-)
-
-
 def use_allocator(args, argv) -> None:
     """Re-exec this process under tcmalloc (LD_PRELOAD), for every system alike.
 
@@ -251,8 +245,7 @@ def use_allocator(args, argv) -> None:
     """
     if args.allocator == "system" or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
         return
-    lib = next((path for path in TCMALLOC if os.path.exists(path)), None)
-    if lib is None:
+    if devices.tcmalloc_library() is None:
         if args.allocator == "tcmalloc":
             sys.exit("--allocator tcmalloc: install libtcmalloc-minimal4 (apt) first")
         log(
@@ -260,8 +253,7 @@ def use_allocator(args, argv) -> None:
         )
         return
     argv = sys.argv[1:] if argv is None else list(argv)
-    env = dict(os.environ, LD_PRELOAD=lib)
-    os.execve(sys.executable, [sys.executable, str(pathlib.Path(__file__).resolve()), *argv], env)
+    devices.reexec_with_tcmalloc([sys.executable, str(pathlib.Path(__file__).resolve()), *argv])
 
 
 def main(argv=None) -> None:

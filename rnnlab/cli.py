@@ -127,5 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The ``rnnlab`` console script: :func:`main` under tcmalloc when it is installed.
+
+    See :func:`rnnlab.devices.reexec_with_tcmalloc` (a 1.3x faster CPU train step here);
+    ``RNNLAB_ALLOCATOR=system`` opts out. Tests call :func:`main` directly.
+    """
+    from rnnlab import devices
+
+    devices.reexec_with_tcmalloc([sys.executable, "-m", "rnnlab.cli", *sys.argv[1:]])
+    sys.exit(main())
+
+
 if __name__ == "__main__":
     sys.exit(main())

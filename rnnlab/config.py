@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.residual = False  # y_l = f_l(x_l) + x_l where widths match
     c.model.embed_dim = 64  # embedding width for token inputs
     c.model.initial_carry = "zeros"  # zeros | learned (learned is used by "batch" datasets)
-    c.model.remat = False  # recompute each step in the backward pass (memory for time)
+    c.model.remat = "none"  # none | step | chunked (sqrt(T) chunks: the big memory saver)
     c.model.unroll = 1  # jax.lax.scan unroll factor
     c.model.backward = "auto"  # auto | autodiff | fused (one-matmul weight grads; rnnlab.unroll)
     c.model.scan = "auto"  # auto | sequential | associative (linear-recurrence cells)

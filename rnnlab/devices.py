@@ -56,3 +56,37 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[s
         k: jax.make_array_from_callback(np.shape(v), sharding, lambda idx, v=v: np.asarray(v)[idx])
         for k, v in batch.items()
     }
+
+
+# ------------------------------------------------------------------------- host allocator
+
+TCMALLOC = (
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4",
+    "/usr/lib64/libtcmalloc_minimal.so.4",
+)
+
+
+def tcmalloc_library() -> str | None:
+    """Path of an installed tcmalloc (``apt install libtcmalloc-minimal4``), or ``None``."""
+    return next((path for path in TCMALLOC if os.path.exists(path)), None)
+
+
+def reexec_with_tcmalloc(argv: list[str]) -> None:
+    """Replace this process by ``argv`` run under tcmalloc (``LD_PRELOAD``), when installed.
+
+    Why: XLA:CPU frees its large buffers after every step and glibc hands them back to the OS,
+    so the next step page-faults them in again (~9,000 minor faults per char-LM train step,
+    measured); tcmalloc keeps them. A 2x256 LSTM char-LM step went from 95 to 72 ms on this
+    2-core CPU (``BENCHMARKS.md``). No-op when tcmalloc is absent, already loaded, or when
+    ``RNNLAB_ALLOCATOR=system``. Call it only at a program's entry, before any work.
+    """
+    if os.environ.get("RNNLAB_ALLOCATOR", "auto") == "system":
+        return
+    if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+        return
+    lib = tcmalloc_library()
+    if lib is None:
+        return
+    preload = " ".join(filter(None, [lib, os.environ.get("LD_PRELOAD")]))
+    os.execve(argv[0], argv, dict(os.environ, LD_PRELOAD=preload))

@@ -204,6 +204,10 @@ ARCHITECTURES: dict[str, type] = {
 }
 
 
+#: config ``model.remat`` -> the engine's ``remat`` argument
+REMAT = {"none": False, "step": True, "chunked": "chunked"}
+
+
 def build(model_config, model_spec: Mapping[str, Any]) -> nn.Module:
     """A model from the config's ``model`` section and the dataset's ``model_spec``.
 
@@ -224,6 +228,10 @@ def build(model_config, model_spec: Mapping[str, Any]) -> nn.Module:
     for key, value in dict(model_config).items():
         if key != "architecture" and key in fields:
             kwargs[key] = value.to_dict() if hasattr(value, "to_dict") else value
+    if "remat" in kwargs:  # the config names the engine's remat modes (rnnlab.unroll)
+        if kwargs["remat"] not in REMAT:
+            raise ValueError(f"model.remat must be one of {sorted(REMAT)}, got {kwargs['remat']!r}")
+        kwargs["remat"] = REMAT[kwargs["remat"]]
     unknown = sorted(set(spec) - fields)
     if unknown:
         raise ValueError(f"model_spec keys {unknown} are not fields of {cls.__name__}")

@@ -44,7 +44,7 @@ def test_overrides_parse_by_type():
         ("optim.lerning_rate=3", KeyError, ["optim.learning_rate"]),
         ("model.hidden_size=big", TypeError, ["model.hidden_size", "int", "'big'"]),
         ("model.hidden_size=2.5", TypeError, ["int", "'2.5'"]),
-        ("model.remat=maybe", TypeError, ["bool", "'maybe'"]),
+        ("model.bidirectional=maybe", TypeError, ["bool", "'maybe'"]),
         ("optim.learning_rate=fast", TypeError, ["float", "'fast'"]),
         ("model.cell_options=3", TypeError, ["dict"]),
         ("model.hidden_size", ValueError, ["key=value"]),
@@ -56,3 +56,18 @@ def test_override_errors(override, error, words):
     for w in words:
         assert w in str(info.value)
     assert isinstance(info.value, (KeyError, ValueError))  # what the CLI reports as bad input
+
+
+def test_remat_modes_reach_the_engine():
+    """``model.remat`` names the engine's modes; a bad one is refused with the choices."""
+    from rnnlab import models
+
+    spec = {"out_features": 3, "vocab_size": 3, "readout": "all", "loss": "xent"}
+    for name, want in (("none", False), ("step", True), ("chunked", "chunked")):
+        c = config_lib.get_config()
+        config_lib.apply_overrides(c, [f"model.remat={name}"])
+        assert models.build(c.model, spec).remat == want
+    c = config_lib.get_config()
+    config_lib.apply_overrides(c, ["model.remat=sqrt"])
+    with pytest.raises(ValueError, match="chunked"):
+        models.build(c.model, spec)
