@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``rnnlab`` console script: :func:`main` under tcmalloc when it is installed.
 
-    See :func:`rnnlab.devices.reexec_with_tcmalloc` (a 1.3x faster CPU train step here);
+    See :func:`rnnlab.devices.reexec_with_tcmalloc` (BENCHMARKS.md: the allocator lever);
     ``RNNLAB_ALLOCATOR=system`` opts out. Tests call :func:`main` directly.
     """
     from rnnlab import devices

@@ -76,9 +76,9 @@ def reexec_with_tcmalloc(argv: list[str]) -> None:
     """Replace this process by ``argv`` run under tcmalloc (``LD_PRELOAD``), when installed.
 
     Why: XLA:CPU frees its large buffers after every step and glibc hands them back to the OS,
-    so the next step page-faults them in again (~9,000 minor faults per char-LM train step,
-    measured); tcmalloc keeps them. A 2x256 LSTM char-LM step went from 95 to 72 ms on this
-    2-core CPU (``BENCHMARKS.md``). No-op when tcmalloc is absent, already loaded, or when
+    so the next step page-faults them in again (~9,000 minor faults per LSTM gradient,
+    measured); tcmalloc keeps them: LSTM-128 gradient CPU time 39 -> 25 ms
+    (``benchmarks/levers.py``, BENCHMARKS.md). No-op when tcmalloc is absent, already loaded, or when
     ``RNNLAB_ALLOCATOR=system``. Call it only at a program's entry, before any work.
     """
     if os.environ.get("RNNLAB_ALLOCATOR", "auto") == "system":

@@ -39,6 +39,7 @@ name                   task (baseline)
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,7 +50,7 @@ from rnnlab.data import seed_for
 Batch = dict[str, np.ndarray]
 
 
-class Task:
+class Task(abc.ABC):
     """Step-indexed batches of a generator ``_make(rng, B) -> batch``."""
 
     kind = "batch"
@@ -78,8 +79,9 @@ class Task:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, i, 0xE7A1]))
             yield self._make(rng, self.B)
 
+    @abc.abstractmethod
     def baseline(self) -> dict[str, float]:
-        raise NotImplementedError
+        """The task's analytic baselines (e.g. the MSE of always predicting the mean)."""
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -92,8 +94,9 @@ class Task:
             "baseline": self.baseline(),
         }
 
+    @abc.abstractmethod
     def _make(self, rng: np.random.Generator, B: int) -> Batch:
-        raise NotImplementedError
+        """``B`` fresh examples drawn from ``rng``."""
 
 
 class Adding(Task):
