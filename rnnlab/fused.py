@@ -108,15 +108,24 @@ def scan(
     def forward(p, w, b, c0, xp, eps, valid, *, save: bool):
         """The scan; ``save``: also stack what the backward pass reads (states, hr)."""
 
+        leaf = []  # the index of y_t among the carry's leaves, when y_t is one (found by identity)
+
         def body(c, inp):
             hr = recurrent(h_of(p, c), w, b)  # [B, G]
             new, y = local(p, c, inp["xp"], hr, inp.get("eps"), inp.get("valid"))
             keep_hr = save and not remat
-            return new, (y, new if save or return_states else None, hr if keep_hr else None)
+            if not (save or return_states):
+                return new, (y, None, None)
+            # y_t is usually a leaf of the carry (LSTM: h of (c, h)): stack it once, not twice
+            leaf[:] = [i for i, a in enumerate(jax.tree.leaves(new)) if a is y][:1]
+            return new, (None if leaf else y, new, hr if keep_hr else None)
 
         step_in = {"xp": xp, "eps": eps, "valid": valid}
         step_in = {k: v for k, v in step_in.items() if v is not None}
-        return jax.lax.scan(body, c0, step_in, unroll=unroll)
+        cT, (ys, states, hr) = jax.lax.scan(body, c0, step_in, unroll=unroll)
+        if leaf:
+            ys = jax.tree.leaves(states)[leaf[0]]
+        return cT, (ys, states, hr)
 
     @jax.custom_vjp
     def run(p, w, b, c0, xp, eps, valid):
@@ -148,12 +157,17 @@ def scan(
             _, vjp_h = jax.vjp(lambda c: h_of(p, c), inp["prev"])
             (dc_h,) = vjp_h(dh)
             dc_prev = jax.tree.map(jnp.add, dc_prev, dc_h)
-            return dc_prev, (dxp_t, dhr_t, de_t)
+            # gates that read xp_t + hr_t (LSTM, Elman) give one cotangent for both: stack it once
+            same[:] = [dxp_t is dhr_t]
+            return dc_prev, (dxp_t, None if same[0] else dhr_t, de_t)
 
         step_in = {"prev": prev, "h_prev": h_prev, "xp": xp, "dy": d_ys}
         optional = {"hr": hr, "eps": eps, "valid": valid, "d_state": d_states}
         step_in.update({k: v for k, v in optional.items() if v is not None})
+        same = []
         d_c0, (d_xp, d_hr, d_eps) = jax.lax.scan(body, d_cT, step_in, reverse=True, unroll=unroll)
+        if same[0]:
+            d_hr = d_xp
         # The weight gradients: one matmul over all T*B rows (the point of this module).
         T, B, G = d_hr.shape
         rows = lambda a: a.reshape(T * B, a.shape[-1])
