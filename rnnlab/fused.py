@@ -70,7 +70,11 @@ def scan(
       params: the cell's variables ``{"params": ...}``.
       carry: initial carry, a pytree of ``[B, ...]``.
       inputs: time-major ``{"xp": [T, B, G], "valid": [T, B] bool (optional),
-        "eps": carry-shaped pytree of [T, B, ...] (optional)}``.
+        "eps": carry-shaped pytree of [T, B, ...] (optional)}``; or ``"x": [T, B, D]`` in place
+        of ``"xp"``: the input projection then runs inside the loop, one ``[B, D] x [D, G]``
+        matmul per step (recomputed in the backward scan), and its weight gradient is one
+        matmul over all ``T*B`` rows after the backward scan. That spares the hoisted
+        ``[T, B, G]`` buffer, whose per-step slices are read cold from memory, when ``D << G``.
       return_states: also return the carry after every step.
       remat: keep only the carries for the backward pass (recompute ``hr_t`` there).
       unroll: forwarded to both scans.
@@ -84,7 +88,12 @@ def scan(
             f"methods {REQUIRED} (and dense_recurrence True); use backward='autodiff'"
         )
     w, b = cell.apply(params, method="recurrent_kernel")
-    xp, valid, eps = inputs["xp"], inputs.get("valid"), inputs.get("eps")
+    in_loop = "x" in inputs  # project x_t inside the loop (see ``inputs``)
+    xp = inputs["x"] if in_loop else inputs["xp"]  # [T, B, D] or [T, B, G]
+    valid, eps = inputs.get("valid"), inputs.get("eps")
+
+    def xp_of(p, x):  # the projected input xp_t [.., G] from what the scan reads
+        return cell.apply(p, x, method="project") if in_loop else x
 
     def h_of(p, c):  # [..., H]: the state that multiplies W_h
         return cell.apply(p, c, method="recurrent_state")
@@ -112,7 +121,7 @@ def scan(
 
         def body(c, inp):
             hr = recurrent(h_of(p, c), w, b)  # [B, G]
-            new, y = local(p, c, inp["xp"], hr, inp.get("eps"), inp.get("valid"))
+            new, y = local(p, c, xp_of(p, inp["xp"]), hr, inp.get("eps"), inp.get("valid"))
             keep_hr = save and not remat
             if not (save or return_states):
                 return new, (y, None, None)
@@ -151,7 +160,7 @@ def scan(
             hr_t = inp["hr"] if "hr" in inp else recurrent(inp["h_prev"], w, b)
             e_t, v_t = inp.get("eps"), inp.get("valid")
             f = lambda c, x, hr_, e: local(p, c, x, hr_, e, v_t)
-            _, vjp = jax.vjp(f, inp["prev"], inp["xp"], hr_t, e_t)
+            _, vjp = jax.vjp(f, inp["prev"], xp_of(p, inp["xp"]), hr_t, e_t)
             dc_prev, dxp_t, dhr_t, de_t = vjp((dc, inp["dy"]))
             dh = (dhr_t @ w_t).astype(inp["h_prev"].dtype)  # [B, H] through hr_t = h W_h
             _, vjp_h = jax.vjp(lambda c: h_of(p, c), inp["prev"])
@@ -174,7 +183,11 @@ def scan(
         acc = jnp.promote_types(w.dtype, jnp.float32)  # bf16 weights: accumulate in f32
         d_w = jnp.dot(rows(h_prev).T, rows(d_hr), preferred_element_type=acc)
         d_b = None if b is None else jnp.sum(d_hr, axis=(0, 1)).astype(b.dtype)
-        return None, d_w.astype(w.dtype), d_b, d_c0, d_xp, d_eps, None
+        d_p = None
+        if in_loop:  # the projection's gradients, over all T*B rows at once
+            _, vjp_p = jax.vjp(xp_of, p, xp)
+            d_p, d_xp = vjp_p(d_xp)
+        return d_p, d_w.astype(w.dtype), d_b, d_c0, d_xp, d_eps, None
 
     run.defvjp(run_fwd, run_bwd)
     cT, ys, states = run(params, w, b, carry, xp, eps, valid)

@@ -140,9 +140,22 @@ def reverse_sequences(x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
 
 BACKWARDS = ("auto", "autodiff", "fused")
 # backward="auto" takes the fused backward from this hidden size on. Measured on a 2-core CPU
-# (BENCHMARKS.md, train step, B=32, T=100): fused/autodiff 0.71-0.83x at H=512-1024, but
-# 1.0-1.26x at H=128, where the per-step work is too small for the saved matmuls to matter.
-FUSED_MIN_HIDDEN = 256
+# (BENCHMARKS.md, train step, B=32, T=100, D=64): fused/autodiff 0.71-0.83x at H=512-1024; at
+# H=128, 0.80x (LSTM) and 0.98x (GRU) once the fused path projects narrow inputs in its loop
+# (IN_LOOP_MAX_D; with the hoisted projection it was 1.0-1.26x there); at H=64 about 1.05x.
+FUSED_MIN_HIDDEN = 128
+
+
+#: With the fused backward, an input no wider than this (D <= IN_LOOP_MAX_D[backend], D < G) is
+#: projected inside the loop instead of hoisted. The hoisted ``[T, B, G]`` buffer is written once,
+#: and then its slices are read back cold, step by step, in both scans. In the loop, two small
+#: ``[B, D] x [D, G]`` matmuls per step (forward + recomputed in the backward scan) replace that
+#: traffic. On this 2-core CPU, the break-even is D ~ 100-200 whatever G is. Measured there
+#: (BENCHMARKS.md, B=32, T=100, train step, hoisted -> in loop):
+#: GRU-256 D=128 63.1 -> 49.9 ms, GRU-128 D=64 25.3 -> 19.6 ms, LSTM-256 D=128 65.8 -> 58.9 ms,
+#: but LSTM-512 D=256 139.6 -> 147.2 ms and D=512 178 -> 200 ms.
+#: GPU/TPU: not measured; the usual hoisted projection (as cuDNN does).
+IN_LOOP_MAX_D = {"cpu": 128, "gpu": 0, "tpu": 0}
 
 
 def _fused_backward(backward: str, cell: nn.Module) -> bool:
@@ -336,11 +349,14 @@ def unroll(
     # (~10 ms for [32, 100, 512] float32), so transpose the narrower of x [.., D] and xp [.., G].
     project = lambda p, x: cell.apply(p, x, method="project")
     widths = [a.shape[-1] for a in jax.tree.leaves(jax.eval_shape(project, params, xs[:, :1]))]
-    if D <= min(widths):
-        xp = project(params, time_major(xs))  # [T, B, G]
+    fast = _fused_backward(backward, cell)
+    in_loop = IN_LOOP_MAX_D.get(jax.default_backend(), 0)
+    if fast and D <= in_loop and D < min(widths):
+        inputs = {"x": time_major(xs)}  # fused.scan projects inside its loop (see fused.scan)
+    elif D <= min(widths):
+        inputs = {"xp": project(params, time_major(xs))}  # [T, B, G]
     else:
-        xp = jax.tree.map(time_major, project(params, xs))  # [T, B, G]
-    inputs = {"xp": xp}
+        inputs = {"xp": jax.tree.map(time_major, project(params, xs))}  # [T, B, G]
     if seq_lengths is not None:
         inputs["valid"] = time_major(jnp.arange(T)[None, :] < seq_lengths[:, None])  # [T, B]
     if perturbation is not None:
@@ -363,7 +379,7 @@ def unroll(
         step = jax.checkpoint(step)
     if choose_scan(cell, T, scan) == "associative":  # linear cells: h_t = a_t h_{t-1} + b_t
         carry, (ys, states) = linear_scan(cell, params, carry, inputs, return_states)
-    elif _fused_backward(backward, cell):
+    elif fast:
         carry, (ys, states) = fused.scan(
             cell, params, carry, inputs, return_states=return_states, remat=remat, unroll=unroll
         )

@@ -32,6 +32,22 @@ def fused_cells():
     return out
 
 
+def test_narrow_inputs_are_projected_in_the_fused_loop(monkeypatch):
+    """The engine hands fused.scan raw inputs ("x") when D is narrow, the projection otherwise."""
+    seen = []
+    real = fused.scan
+    monkeypatch.setattr(
+        fused,
+        "scan",
+        lambda c, p, k, inputs, **kw: (seen.append(set(inputs)), real(c, p, k, inputs, **kw))[1],
+    )
+    cell, params, xs, carry, _ = setup("lstm")
+    unroll(cell, params, xs, carry, backward="fused")
+    monkeypatch.setattr(unroll_module, "IN_LOOP_MAX_D", {})
+    unroll(cell, params, xs, carry, backward="fused")
+    assert seen == [{"x"}, {"xp"}]
+
+
 def test_builtin_dense_cells_support_the_fast_path():
     assert {"elman", "lstm", "gru"} <= set(fused_cells())
     assert not fused.supports(make_cell("gru", H, {"convention": "cho"}))
@@ -105,12 +121,16 @@ OPTIONS = {
         "return_states": True,
     },
     "remat": {"remat": True},
+    # D=5 is projected inside the fused loop (IN_LOOP_MAX_D); this one forces the hoisted path
+    "hoisted_masked_perturb": {"seq_lengths": jnp.array([5, 7, 0]), "perturb": True},
 }
 
 
 @pytest.mark.parametrize("option", list(OPTIONS))
 @pytest.mark.parametrize("name", fused_cells())
-def test_fused_gradients_equal_autodiff_float32(name, option):
+def test_fused_gradients_equal_autodiff_float32(name, option, monkeypatch):
+    if option.startswith("hoisted"):
+        monkeypatch.setattr(unroll_module, "IN_LOOP_MAX_D", {})
     cell, params, xs, carry, key = setup(name)
     kw = OPTIONS[option]
     ref_val, ref = loss_and_grads(cell, params, xs, carry, key, "autodiff", **dict(kw))
