@@ -115,39 +115,42 @@ def scan(
         return hr if b is None else hr + b.reshape((1,) * (hr.ndim - 1) + b.shape)
 
     def forward(p, w, b, c0, xp, eps, valid, *, save: bool):
-        """The scan; ``save``: also stack what the backward pass reads (states, hr)."""
+        """The scan; ``save``: also stack what the backward pass reads (states, hr, and the
+        projected inputs when they are made in the loop; with ``remat`` only the states)."""
 
         leaf = []  # the index of y_t among the carry's leaves, when y_t is one (found by identity)
 
         def body(c, inp):
             hr = recurrent(h_of(p, c), w, b)  # [B, G]
-            new, y = local(p, c, xp_of(p, inp["xp"]), hr, inp.get("eps"), inp.get("valid"))
-            keep_hr = save and not remat
+            xp_t = xp_of(p, inp["xp"])  # [B, G]
+            new, y = local(p, c, xp_t, hr, inp.get("eps"), inp.get("valid"))
+            keep = save and not remat  # stack hr_t (and xp_t, if made here) for the backward
             if not (save or return_states):
-                return new, (y, None, None)
+                return new, (y, None, None, None)
             # y_t is usually a leaf of the carry (LSTM: h of (c, h)): stack it once, not twice
             leaf[:] = [i for i, a in enumerate(jax.tree.leaves(new)) if a is y][:1]
-            return new, (None if leaf else y, new, hr if keep_hr else None)
+            kept = (hr, xp_t if in_loop else None) if keep else (None, None)
+            return new, (None if leaf else y, new, *kept)
 
         step_in = {"xp": xp, "eps": eps, "valid": valid}
         step_in = {k: v for k, v in step_in.items() if v is not None}
-        cT, (ys, states, hr) = jax.lax.scan(body, c0, step_in, unroll=unroll)
+        cT, (ys, states, hr, xps) = jax.lax.scan(body, c0, step_in, unroll=unroll)
         if leaf:
             ys = jax.tree.leaves(states)[leaf[0]]
-        return cT, (ys, states, hr)
+        return cT, (ys, states, hr, xps)
 
     @jax.custom_vjp
     def run(p, w, b, c0, xp, eps, valid):
-        cT, (ys, states, _) = forward(p, w, b, c0, xp, eps, valid, save=False)
+        cT, (ys, states, _, _) = forward(p, w, b, c0, xp, eps, valid, save=False)
         return cT, ys, states
 
     def run_fwd(p, w, b, c0, xp, eps, valid):
-        cT, (ys, states, hr) = forward(p, w, b, c0, xp, eps, valid, save=True)
+        cT, (ys, states, hr, xps) = forward(p, w, b, c0, xp, eps, valid, save=True)
         out = (cT, ys, states if return_states else None)
-        return out, (p, w, b, c0, xp, eps, valid, states, hr)
+        return out, (p, w, b, c0, xp, eps, valid, states, hr, xps)
 
     def run_bwd(res, cts):
-        p, w, b, c0, xp, eps, valid, states, hr = res
+        p, w, b, c0, xp, eps, valid, states, hr, xps = res
         d_cT, d_ys, d_states = cts
         # carry *before* step t: [c0, c_0, ..., c_{T-2}]  (leaves [T, B, ...])
         prev = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a[:-1]]), c0, states)
@@ -160,7 +163,8 @@ def scan(
             hr_t = inp["hr"] if "hr" in inp else recurrent(inp["h_prev"], w, b)
             e_t, v_t = inp.get("eps"), inp.get("valid")
             f = lambda c, x, hr_, e: local(p, c, x, hr_, e, v_t)
-            _, vjp = jax.vjp(f, inp["prev"], xp_of(p, inp["xp"]), hr_t, e_t)
+            xp_t = inp["xp_t"] if "xp_t" in inp else xp_of(p, inp["xp"])  # saved or remade
+            _, vjp = jax.vjp(f, inp["prev"], xp_t, hr_t, e_t)
             dc_prev, dxp_t, dhr_t, de_t = vjp((dc, inp["dy"]))
             dh = (dhr_t @ w_t).astype(inp["h_prev"].dtype)  # [B, H] through hr_t = h W_h
             _, vjp_h = jax.vjp(lambda c: h_of(p, c), inp["prev"])
@@ -171,7 +175,7 @@ def scan(
             return dc_prev, (dxp_t, None if same[0] else dhr_t, de_t)
 
         step_in = {"prev": prev, "h_prev": h_prev, "xp": xp, "dy": d_ys}
-        optional = {"hr": hr, "eps": eps, "valid": valid, "d_state": d_states}
+        optional = {"hr": hr, "xp_t": xps, "eps": eps, "valid": valid, "d_state": d_states}
         step_in.update({k: v for k, v in optional.items() if v is not None})
         same = []
         d_c0, (d_xp, d_hr, d_eps) = jax.lax.scan(body, d_cT, step_in, reverse=True, unroll=unroll)
