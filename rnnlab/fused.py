@@ -189,8 +189,9 @@ def scan(
         d_b = None if b is None else jnp.sum(d_hr, axis=(0, 1)).astype(b.dtype)
         d_p = None
         if in_loop:  # the projection's gradients, over all T*B rows at once
-            _, vjp_p = jax.vjp(xp_of, p, xp)
-            d_p, d_xp = vjp_p(d_xp)
+            flat = lambda a: a.reshape(T * B, a.shape[-1])  # rows: one [T*B, D] x [D, G] matmul
+            _, vjp_p = jax.vjp(lambda p_, x_: xp_of(p_, flat(x_)), p, xp)
+            d_p, d_xp = vjp_p(flat(d_xp))
         return d_p, d_w.astype(w.dtype), d_b, d_c0, d_xp, d_eps, None
 
     run.defvjp(run_fwd, run_bwd)
