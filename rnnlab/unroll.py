@@ -354,7 +354,10 @@ def unroll(
     if fast and D <= in_loop and D < min(widths):
         inputs = {"x": time_major(xs)}  # fused.scan projects inside its loop (see fused.scan)
     elif D <= min(widths):
-        inputs = {"xp": project(params, time_major(xs))}  # [T, B, G]
+        # over [T*B, D] rows, so XLA does not transpose the [T, B, G] cotangent for dW_x
+        # (LSTM-512 D=512 train step 176.4 -> 171.4 ms, GRU-512 D=256 118.9 -> 113.9, one A/B)
+        rows = project(params, time_major(xs).reshape(T * B, D))
+        inputs = {"xp": jax.tree.map(lambda a: a.reshape(T, B, a.shape[-1]), rows)}
     else:
         inputs = {"xp": jax.tree.map(time_major, project(params, xs))}  # [T, B, G]
     if seq_lengths is not None:

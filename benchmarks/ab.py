@@ -1,0 +1,91 @@
+"""A/B of one engine change on the harness's char-LM step, both sides in one process.
+
+    # a constant of rnnlab.unroll changed on side B (a Python literal)
+    python benchmarks/ab.py --set 'IN_LOOP_MAX_D={}' --cell gru --hidden 256 --embed 128
+    python benchmarks/ab.py --set 'FUSED_MIN_HIDDEN=10**9' --cell lstm --hidden 128
+    # side A runs an older rnnlab/fused.py (side B: the working tree)
+    git show HEAD~1:rnnlab/fused.py > /tmp/fused_old.py
+    python benchmarks/ab.py --old-fused /tmp/fused_old.py --cell lstm --hidden 512
+
+Both sides are built (and compiled) first. Then their train step, forward and ``dL/dh_t`` probe
+run round-robin, one call of each per round. Load from other processes then drifts over both
+sides alike. Run-to-run spread on a shared 2-core machine is about 5-10%, so a difference
+smaller than that needs repeating. Medians in ms. Re-runs itself under tcmalloc, like the
+harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--set", metavar="NAME=VALUE", help="rnnlab.unroll constant on side B")
+    which.add_argument("--old-fused", metavar="PATH", help="an older rnnlab/fused.py for side A")
+    p.add_argument("--cell", default="lstm", choices=("lstm", "gru"))
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--embed", type=int, default=64, help="D, the input width of the layer")
+    p.add_argument("--repeats", type=int, default=9)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    from rnnlab import devices
+
+    devices.reexec_with_tcmalloc(
+        [sys.executable, str(pathlib.Path(__file__).resolve()), *sys.argv[1:]]
+    )
+    import rnnlab.unroll  # noqa: F401  (the module; the package exports the function)
+    from benchmarks.common import Spec, median, time_interleaved
+    from benchmarks.rnnlab_system import RnnlabSystem
+
+    engine = sys.modules["rnnlab.unroll"]
+    spec = Spec(cell=args.cell, hidden=args.hidden, embed=args.embed)
+    if args.set:
+        name, _, value = args.set.partition("=")
+        if not hasattr(engine, name):
+            raise SystemExit(f"--set: rnnlab.unroll has no constant {name!r}")
+        sides = {"A": (name, getattr(engine, name)), "B": (name, eval(value, {}))}  # noqa: S307
+        label = {"A": f"{name}={getattr(engine, name)!r}", "B": f"{name}={value}"}
+    else:
+        found = importlib.util.spec_from_file_location("fused_old", args.old_fused)
+        old = importlib.util.module_from_spec(found)
+        found.loader.exec_module(old)
+        sides = {"A": ("fused", old), "B": ("fused", engine.fused)}
+        label = {"A": f"rnnlab/fused.py from {args.old_fused}", "B": "working tree"}
+    originals = {n: getattr(engine, n) for n, _ in sides.values()}
+    systems = {}
+    for side, (name, value) in sides.items():
+        setattr(engine, name, value)
+        system = RnnlabSystem(spec)  # the train step compiles here; forward and probe below
+        system.forward()
+        system.probe()
+        systems[side] = system
+    for name, value in originals.items():
+        setattr(engine, name, value)
+    fns = {}
+    for work in ("train_step", "forward", "probe"):
+        for side, system in systems.items():
+            fns[(work, side)] = getattr(system, work)
+    times = time_interleaved(fns, warmup=2, repeats=args.repeats)
+    print(f"{args.cell} H={args.hidden} D={args.embed} B={spec.batch} T={spec.steps}")
+    for side in sides:
+        print(f"  {side}: {label[side]}")
+    print("| step | A ms | B ms | B / A |\n|---|---|---|---|")
+    for work in ("train_step", "forward", "probe"):
+        a, b = median(times[(work, "A")]) * 1e3, median(times[(work, "B")]) * 1e3
+        print(f"| {work} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
