@@ -1,7 +1,7 @@
 """Where one step's time goes: XLA's kernels of an rnnlab (or Flax) step, from a profiler trace.
 
-    python benchmarks/profile.py --cell lstm --hidden 512              # the train step
-    python benchmarks/profile.py --cell gru --hidden 128 --workload forward --system flax
+    python benchmarks/kernels.py --cell lstm --hidden 512              # the train step
+    python benchmarks/kernels.py --cell gru --hidden 128 --workload forward --system flax
 
 Runs the harness's step (:mod:`benchmarks.rnnlab_system`, the char-LM of workload (a)), traces
 ``--steps`` calls with ``jax.profiler.trace`` (Perfetto JSON) and sums the duration of each XLA
@@ -12,7 +12,7 @@ XLA's fused elementwise loops, copies and ``dynamic-update-slice`` writes of sta
 
 Kernel times are wall time on the thread that issued them. Matmuls whose work is split over
 worker threads can read shorter than they are, so the table says where the time goes, not exactly
-how long each kernel takes. Writes ``benchmarks/results/profile-<system>-<cell>-<H>-<workload>.md``.
+how long each kernel takes. Writes ``benchmarks/results/kernels-<system>-<cell>-<H>-<workload>.md``.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main(argv=None) -> None:
     print(text)
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
-    name = f"profile-{args.system}-{args.cell}-{args.hidden}-{args.workload}.md"
+    name = f"kernels-{args.system}-{args.cell}-{args.hidden}-{args.workload}.md"
     (out / name).write_text(text)
     print(f"wrote {out / name}")
 
