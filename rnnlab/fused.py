@@ -10,8 +10,10 @@ weight gradient is ONE matmul over all ``T*B`` rows after the scan:
 
     dW_h = sum_t h_{t-1}^T dhr_t = H_prev^T [H, T*B] @ dHR [T*B, G],    db_h = sum_{t,b} dhr_t
 
-The input-projection gradients (``dW_x``, ``db``) follow from ``dxp`` by the ordinary autodiff of
-the hoisted projection, also outside the scan.
+The input-projection gradients (``dW_x``, ``db``) follow from ``dxp``, also outside the scan: by
+the ordinary autodiff of the hoisted projection, or, when the engine projects narrow inputs
+inside the loop (``inputs["x"]``, see :func:`scan`), by one vjp of the projection over all
+``[T*B, D]`` rows here.
 
 A cell opts in with three methods (see ``rnnlab/cells/lstm.py``), such that
 ``step(carry, xp_t) == gates(carry, xp_t, recurrent_state(carry) @ W_h + b_h)``:

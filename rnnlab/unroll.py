@@ -8,7 +8,8 @@ Two layers of API:
 
 * :func:`unroll` -- one layer, one direction, a pure function of ``(cell, params, xs)``.
   It hoists the input projection (one ``[B*T, D] x [D, G]`` matmul before the scan), then scans
-  ``cell.step`` over time. Options: ``seq_lengths`` masking (each sequence's carry is frozen after
+  ``cell.step`` over time. On the fused path, narrow inputs (``IN_LOOP_MAX_D``) are projected
+  inside the loop instead. Options: ``seq_lengths`` masking (each sequence's carry is frozen after
   its end and its padded outputs are zero, so the result equals running it alone), ``reverse``
   (each sequence reversed *within its own length*), an additive ``perturbation`` of the carry
   after every step (``dL/d eps_t = dL/dh_t`` for all t in one backward pass: the gradient-flow
