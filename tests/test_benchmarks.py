@@ -1,0 +1,50 @@
+"""The rnnlab-only benchmark tools run end to end (tiny sizes; the numbers are not checked).
+
+They run as subprocesses with ``RNNLAB_ALLOCATOR=system``: the tools re-exec themselves under
+tcmalloc when it is installed, which must not replace the test process.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(args, tmp_path):
+    env = dict(os.environ, RNNLAB_ALLOCATOR="system", JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_kernels_lists_the_loop_kernels(tmp_path):
+    script = ROOT / "benchmarks" / "kernels.py"
+    args = ["--cell", "gru", "--hidden", "16", "--steps-per-seq", "10", "--steps", "2"]
+    text = run([str(script), *args, "--out", str(tmp_path)], tmp_path)
+    assert "kernels in the time loop (run T=10 times per step)" in text
+    assert "| loop |" in text  # some kernel ran T times per step: the scan body was found
+    assert (tmp_path / "kernels-rnnlab-gru-16-train.md").exists()
+
+
+def test_ab_compares_a_constant(tmp_path):
+    script = ROOT / "benchmarks" / "ab.py"
+    args = ["--set", "FUSED_MIN_HIDDEN=10**9", "--cell", "lstm", "--hidden", "16"]
+    text = run([str(script), *args, "--repeats", "2"], tmp_path)
+    assert "B: FUSED_MIN_HIDDEN=10**9" in text
+    for work in ("train_step", "forward", "probe"):
+        assert f"| {work} |" in text
+
+
+def test_ab_rejects_an_unknown_constant(tmp_path):
+    script = ROOT / "benchmarks" / "ab.py"
+    env = dict(os.environ, RNNLAB_ALLOCATOR="system")
+    out = subprocess.run(
+        [sys.executable, str(script), "--set", "NO_SUCH=1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "rnnlab.unroll has no constant 'NO_SUCH'" in out.stderr
