@@ -74,9 +74,11 @@ def scan(
       inputs: time-major ``{"xp": [T, B, G], "valid": [T, B] bool (optional),
         "eps": carry-shaped pytree of [T, B, ...] (optional)}``; or ``"x": [T, B, D]`` in place
         of ``"xp"``: the input projection then runs inside the loop, one ``[B, D] x [D, G]``
-        matmul per step (recomputed in the backward scan), and its weight gradient is one
-        matmul over all ``T*B`` rows after the backward scan. That spares the hoisted
-        ``[T, B, G]`` buffer, whose per-step slices are read cold from memory, when ``D << G``.
+        matmul per step. The training forward stacks each ``xp_t`` for the backward scan
+        (with ``remat``, the backward scan recomputes it), and the projection's weight gradient
+        is one matmul over all ``T*B`` rows after the backward scan. That spares the separate
+        projection and bias passes over a ``[T, B, G]`` buffer whose slices are then read cold,
+        step by step, when ``D << G``.
       return_states: also return the carry after every step.
       remat: keep only the carries for the backward pass (recompute ``hr_t`` there).
       unroll: forwarded to both scans.
@@ -191,9 +193,8 @@ def scan(
         d_b = None if b is None else jnp.sum(d_hr, axis=(0, 1)).astype(b.dtype)
         d_p = None
         if in_loop:  # the projection's gradients, over all T*B rows at once
-            flat = lambda a: a.reshape(T * B, a.shape[-1])  # rows: one [T*B, D] x [D, G] matmul
-            _, vjp_p = jax.vjp(lambda p_, x_: xp_of(p_, flat(x_)), p, xp)
-            d_p, d_xp = vjp_p(flat(d_xp))
+            _, vjp_p = jax.vjp(lambda p_, x_: xp_of(p_, rows(x_)), p, xp)  # [T*B, D] x [D, G]
+            d_p, d_xp = vjp_p(rows(d_xp))
         return d_p, d_w.astype(w.dtype), d_b, d_c0, d_xp, d_eps, None
 
     run.defvjp(run_fwd, run_bwd)

@@ -142,19 +142,19 @@ def reverse_sequences(x: jax.Array, seq_lengths: jax.Array | None) -> jax.Array:
 BACKWARDS = ("auto", "autodiff", "fused")
 # backward="auto" takes the fused backward from this hidden size on. Measured on a 2-core CPU
 # (BENCHMARKS.md, train step, B=32, T=100, D=64): fused/autodiff 0.71-0.83x at H=512-1024; at
-# H=128, 0.80x (LSTM) and 0.98x (GRU) once the fused path projects narrow inputs in its loop
-# (IN_LOOP_MAX_D; with the hoisted projection it was 1.0-1.26x there); at H=64 about 1.05x.
+# H=128 0.72x (LSTM) and 0.85x (GRU) with the in-loop projection (python benchmarks/ab.py --set
+# 'FUSED_MIN_HIDDEN=10**9' --cell lstm --hidden 128); with the hoisted one it was 1.0-1.26x.
 FUSED_MIN_HIDDEN = 128
 
 
 #: With the fused backward, an input no wider than this (D <= IN_LOOP_MAX_D[backend], D < G) is
-#: projected inside the loop instead of hoisted. The hoisted ``[T, B, G]`` buffer is written once,
-#: and then its slices are read back cold, step by step, in both scans. In the loop, two small
-#: ``[B, D] x [D, G]`` matmuls per step (forward + recomputed in the backward scan) replace that
-#: traffic. On this 2-core CPU, the break-even is D ~ 100-200 whatever G is. Measured there
-#: (BENCHMARKS.md, B=32, T=100, train step, hoisted -> in loop):
-#: GRU-256 D=128 63.1 -> 49.9 ms, GRU-128 D=64 25.3 -> 19.6 ms, LSTM-256 D=128 65.8 -> 58.9 ms,
-#: but LSTM-512 D=256 139.6 -> 147.2 ms and D=512 178 -> 200 ms.
+#: projected inside the loop instead of hoisted. Hoisting makes separate projection and bias passes
+#: over a [T, B, G] buffer whose slices each step then reads back cold; in the loop, one small
+#: [B, D] x [D, G] matmul per step makes xp_t hot (the training forward stacks it for the
+#: backward). Measured on a 2-core CPU, train step B=32, T=100, in loop vs hoisted
+#: (python benchmarks/ab.py --set 'IN_LOOP_MAX_D={}' ..., BENCHMARKS.md): GRU-256 D=128 33.5 vs
+#: 43.6 ms, LSTM-512 D=64 96.2 vs 97.2 ms (forward 28.7 vs 36.7); at D=256 (LSTM-512) about even
+#: (110.5 vs 114.4 ms, probe 69.1 vs 64.6), so the bound stays at 128.
 #: GPU/TPU: not measured; the usual hoisted projection (as cuDNN does).
 IN_LOOP_MAX_D = {"cpu": 128, "gpu": 0, "tpu": 0}
 
@@ -350,7 +350,8 @@ def unroll(
     # (~10 ms for [32, 100, 512] float32), so transpose the narrower of x [.., D] and xp [.., G].
     project = lambda p, x: cell.apply(p, x, method="project")
     widths = [a.shape[-1] for a in jax.tree.leaves(jax.eval_shape(project, params, xs[:, :1]))]
-    fast = _fused_backward(backward, cell)
+    path = choose_scan(cell, T, scan)
+    fast = path == "sequential" and _fused_backward(backward, cell)  # fused.scan, below
     in_loop = IN_LOOP_MAX_D.get(jax.default_backend(), 0)
     if fast and D <= in_loop and D < min(widths):
         inputs = {"x": time_major(xs)}  # fused.scan projects inside its loop (see fused.scan)
@@ -381,7 +382,7 @@ def unroll(
 
     if remat:
         step = jax.checkpoint(step)
-    if choose_scan(cell, T, scan) == "associative":  # linear cells: h_t = a_t h_{t-1} + b_t
+    if path == "associative":  # linear cells: h_t = a_t h_{t-1} + b_t
         carry, (ys, states) = linear_scan(cell, params, carry, inputs, return_states)
     elif fast:
         carry, (ys, states) = fused.scan(

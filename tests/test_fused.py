@@ -36,14 +36,16 @@ def test_narrow_inputs_are_projected_in_the_fused_loop(monkeypatch):
     """The engine hands fused.scan raw inputs ("x") when D is narrow, the projection otherwise."""
     seen = []
     real = fused.scan
-    monkeypatch.setattr(
-        fused,
-        "scan",
-        lambda c, p, k, inputs, **kw: (seen.append(set(inputs)), real(c, p, k, inputs, **kw))[1],
-    )
+
+    def spy(cell, params, carry, inputs, **kw):
+        seen.append(set(inputs))
+        return real(cell, params, carry, inputs, **kw)
+
+    monkeypatch.setattr(fused, "scan", spy)
+    monkeypatch.setattr(unroll_module, "IN_LOOP_MAX_D", {jax.default_backend(): D})
     cell, params, xs, carry, _ = setup("lstm")
     unroll(cell, params, xs, carry, backward="fused")
-    monkeypatch.setattr(unroll_module, "IN_LOOP_MAX_D", {})
+    monkeypatch.setattr(unroll_module, "IN_LOOP_MAX_D", {jax.default_backend(): D - 1})
     unroll(cell, params, xs, carry, backward="fused")
     assert seen == [{"x"}, {"xp"}]
 
