@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from benchmarks.common import Spec, batch
-from rnnlab.unroll import RNN
+from rnnlab.unroll import RNN, Embedded
 
 
 class BenchLM(nn.Module):
@@ -29,7 +29,8 @@ class BenchLM(nn.Module):
         """``tokens [B, T]`` -> ``(logits [B, T, V], final carry list)``."""
         s = self.spec
         dtype = None if s.dtype == "float32" else jnp.dtype(s.dtype)
-        x = nn.Embed(s.vocab, s.embed, dtype=dtype)(tokens)
+        embed = nn.Embed(s.vocab, s.embed, dtype=dtype)
+        x = Embedded(tokens, embed.embedding.astype(dtype or embed.embedding.dtype))  # see Embedded
         out = RNN(
             s.cell,
             s.hidden,

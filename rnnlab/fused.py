@@ -55,6 +55,44 @@ def supports(cell: nn.Module) -> bool:
     return bool(getattr(cell, "dense_recurrence", True))
 
 
+#: Backends on which :func:`scan_ahead` reads each step's inputs one step ahead. CPU: XLA fuses
+#: the dynamic-slice (or gather) of a stacked input into the elementwise kernel that reads it,
+#: and that kernel then runs several times slower (a GRU-512 step's gate math, B=32: ~20 us ->
+#: ~140 us). GPU/TPU: not measured; a plain ``lax.scan`` there.
+READ_AHEAD = {"cpu": True}
+
+
+def scan_ahead(f, init, xs: dict, *, ahead=(), reverse=False, unroll=1, load=None):
+    """``jax.lax.scan(f, init, xs)`` over a dict of streams, those named in ``ahead`` read one
+    step early.
+
+    Step ``t`` slices the ``ahead`` streams at ``t + 1`` (``t - 1`` in reverse) and carries the
+    slices to the next step, so each is its own small copy kernel and the gate math in ``f``
+    reads plain arrays (see :data:`READ_AHEAD`; on other backends this is ``lax.scan``).
+    ``load(slices)`` (optional) turns those slices into what ``f`` reads, e.g. gathers rows by
+    token id, also one step early. Same results as ``lax.scan``.
+    """
+    load = load or (lambda x: x)
+    early = {k: v for k, v in xs.items() if k in ahead}
+    T = jax.tree.leaves(xs)[0].shape[0]
+    if not early or T == 0 or not READ_AHEAD.get(jax.default_backend(), False):
+        step = lambda c, x: f(c, {**x, **load({k: x[k] for k in early})})
+        return jax.lax.scan(step, init, xs, reverse=reverse, unroll=unroll)
+    at = lambda i: load(jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, 0, False), early))
+
+    def body(state, inp):
+        carry, x_t = state
+        t = inp.pop("_t")
+        next_t = jnp.clip(t - 1 if reverse else t + 1, 0, T - 1)  # the last step re-reads
+        carry, y = f(carry, {**inp, **x_t})
+        return (carry, at(next_t)), y
+
+    rest = {k: v for k, v in xs.items() if k not in early} | {"_t": jnp.arange(T)}
+    first = at(T - 1 if reverse else 0)
+    (carry, _), ys = jax.lax.scan(body, (init, first), rest, reverse=reverse, unroll=unroll)
+    return carry, ys
+
+
 def scan(
     cell: nn.Module,
     params,
@@ -78,7 +116,10 @@ def scan(
         (with ``remat``, the backward scan recomputes it), and the projection's weight gradient
         is one matmul over all ``T*B`` rows after the backward scan. That spares the separate
         projection and bias passes over a ``[T, B, G]`` buffer whose slices are then read cold,
-        step by step, when ``D << G``.
+        step by step, when ``D << G``. Or ``"ids": [T, B]`` token ids with ``"table": [V, G]``,
+        the projected embedding table (:class:`rnnlab.unroll.Embedded`): each step gathers
+        ``xp_t = table[ids_t]`` (again in the backward scan), and the table's gradient is a
+        scatter-add of the ``T*B`` rows of ``dxp`` into ``[V, G]``.
       return_states: also return the carry after every step.
       remat: keep only the carries for the backward pass (recompute ``hr_t`` there).
       unroll: forwarded to both scans.
@@ -92,12 +133,20 @@ def scan(
             f"methods {REQUIRED} (and dense_recurrence True); use backward='autodiff'"
         )
     w, b = cell.apply(params, method="recurrent_kernel")
-    in_loop = "x" in inputs  # project x_t inside the loop (see ``inputs``)
-    xp = inputs["x"] if in_loop else inputs["xp"]  # [T, B, D] or [T, B, G]
+    mode = next(k for k in ("ids", "x", "xp") if k in inputs)  # what the scan reads per step
+    in_loop = mode == "x"  # project x_t inside the loop (see ``inputs``)
+    xp = inputs[mode]  # [T, B] ids, [T, B, D] or [T, B, G]
+    table = inputs.get("table")  # ids mode: the projected embedding table [V, G]
     valid, eps = inputs.get("valid"), inputs.get("eps")
 
-    def xp_of(p, x):  # the projected input xp_t [.., G] from what the scan reads
+    def xp_of(p, x):  # the projected input xp_t [.., G] from what a step reads
         return cell.apply(p, x, method="project") if in_loop else x
+
+    def gather(tab):  # ids mode: each step reads its rows of the projected table, made ahead
+        take = lambda ids: lambda t: jnp.take(t, ids, axis=0, mode="clip")  # ids are in range
+        return lambda inp: {**inp, "xp": jax.tree.map(take(inp["xp"]), tab)}
+
+    ahead = ("xp", "hr", "xp_t")  # the streams the gate math reads (see scan_ahead)
 
     def h_of(p, c):  # [..., H]: the state that multiplies W_h
         return cell.apply(p, c, method="recurrent_state")
@@ -118,7 +167,7 @@ def scan(
         hr = h @ w
         return hr if b is None else hr + b.reshape((1,) * (hr.ndim - 1) + b.shape)
 
-    def forward(p, w, b, c0, xp, eps, valid, *, save: bool):
+    def forward(p, w, b, tab, c0, xp, eps, valid, *, save: bool):
         """The scan; ``save``: also stack what the backward pass reads (states, hr, and the
         projected inputs when they are made in the loop; with ``remat`` only the states)."""
 
@@ -138,23 +187,26 @@ def scan(
 
         step_in = {"xp": xp, "eps": eps, "valid": valid}
         step_in = {k: v for k, v in step_in.items() if v is not None}
-        cT, (ys, states, hr, xps) = jax.lax.scan(body, c0, step_in, unroll=unroll)
+        load = gather(tab) if mode == "ids" else None
+        cT, (ys, states, hr, xps) = scan_ahead(
+            body, c0, step_in, ahead=ahead, load=load, unroll=unroll
+        )
         if leaf:
             ys = jax.tree.leaves(states)[leaf[0]]
         return cT, (ys, states, hr, xps)
 
     @jax.custom_vjp
-    def run(p, w, b, c0, xp, eps, valid):
-        cT, (ys, states, _, _) = forward(p, w, b, c0, xp, eps, valid, save=False)
+    def run(p, w, b, tab, c0, xp, eps, valid):
+        cT, (ys, states, _, _) = forward(p, w, b, tab, c0, xp, eps, valid, save=False)
         return cT, ys, states
 
-    def run_fwd(p, w, b, c0, xp, eps, valid):
-        cT, (ys, states, hr, xps) = forward(p, w, b, c0, xp, eps, valid, save=True)
+    def run_fwd(p, w, b, tab, c0, xp, eps, valid):
+        cT, (ys, states, hr, xps) = forward(p, w, b, tab, c0, xp, eps, valid, save=True)
         out = (cT, ys, states if return_states else None)
-        return out, (p, w, b, c0, xp, eps, valid, states, hr, xps)
+        return out, (p, w, b, tab, c0, xp, eps, valid, states, hr, xps)
 
     def run_bwd(res, cts):
-        p, w, b, c0, xp, eps, valid, states, hr, xps = res
+        p, w, b, tab, c0, xp, eps, valid, states, hr, xps = res
         d_cT, d_ys, d_states = cts
         # carry *before* step t: [c0, c_0, ..., c_{T-2}]  (leaves [T, B, ...])
         prev = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a[:-1]]), c0, states)
@@ -182,7 +234,10 @@ def scan(
         optional = {"hr": hr, "xp_t": xps, "eps": eps, "valid": valid, "d_state": d_states}
         step_in.update({k: v for k, v in optional.items() if v is not None})
         same = []
-        d_c0, (d_xp, d_hr, d_eps) = jax.lax.scan(body, d_cT, step_in, reverse=True, unroll=unroll)
+        load = gather(tab) if mode == "ids" else None
+        d_c0, (d_xp, d_hr, d_eps) = scan_ahead(
+            body, d_cT, step_in, ahead=ahead, reverse=True, load=load, unroll=unroll
+        )
         if same[0]:
             d_hr = d_xp
         # The weight gradients: one matmul over all T*B rows (the point of this module).
@@ -191,12 +246,15 @@ def scan(
         acc = jnp.promote_types(w.dtype, jnp.float32)  # bf16 weights: accumulate in f32
         d_w = jnp.dot(rows(h_prev).T, rows(d_hr), preferred_element_type=acc)
         d_b = None if b is None else jnp.sum(d_hr, axis=(0, 1)).astype(b.dtype)
-        d_p = None
+        d_p, d_tab = None, None
         if in_loop:  # the projection's gradients, over all T*B rows at once
             _, vjp_p = jax.vjp(lambda p_, x_: xp_of(p_, rows(x_)), p, xp)  # [T*B, D] x [D, G]
             d_p, d_xp = vjp_p(rows(d_xp))
-        return d_p, d_w.astype(w.dtype), d_b, d_c0, d_xp, d_eps, None
+        if mode == "ids":  # the table's gradient: scatter-add each token's cotangent to its row
+            scatter = lambda t, d: jnp.zeros_like(t).at[xp.reshape(T * B)].add(rows(d))
+            d_tab, d_xp = jax.tree.map(scatter, tab, d_xp), None
+        return d_p, d_w.astype(w.dtype), d_b, d_tab, d_c0, d_xp, d_eps, None
 
     run.defvjp(run_fwd, run_bwd)
-    cT, ys, states = run(params, w, b, carry, xp, eps, valid)
+    cT, ys, states = run(params, w, b, table, carry, xp, eps, valid)
     return cT, (ys, states)

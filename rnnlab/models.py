@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab.seq2seq import Conditional, Seq2Seq
-from rnnlab.unroll import RNN, RNNOutput
+from rnnlab.unroll import RNN, Embedded, RNNOutput
 
 READOUTS = ("all", "last", "mean")
 LOSSES = ("xent", "mse")
@@ -94,11 +94,22 @@ class SequenceModel(nn.Module):
         """Token ids ``[B, T]`` -> ``[B, T, E]``; features pass through."""
         if self.vocab_size is None:
             return inputs
+        return self.embed(self.check_ids(inputs))
+
+    def rnn_inputs(self, inputs: jax.Array):
+        """What the RNN stack reads: features as they are; token ids as :class:`Embedded` ids
+        into the embedding table, so the first layer projects the table, not every token."""
+        if self.vocab_size is None:
+            return inputs
+        return Embedded(self.check_ids(inputs), self.embed.embedding)
+
+    @staticmethod
+    def check_ids(inputs: jax.Array) -> jax.Array:
         if inputs.ndim != 2 or not jnp.issubdtype(inputs.dtype, jnp.integer):
             raise ValueError(
                 f"expected integer token ids of shape [B, T], got {inputs.dtype} {inputs.shape}"
             )
-        return self.embed(inputs)
+        return inputs
 
     def __call__(
         self,
@@ -110,9 +121,8 @@ class SequenceModel(nn.Module):
         return_states: bool = False,
         perturbation: Sequence | None = None,
     ):
-        x = self.embed_inputs(inputs)
         out: RNNOutput = self.rnn(
-            x,
+            self.rnn_inputs(inputs),
             seq_lengths,
             carry,
             deterministic=deterministic,

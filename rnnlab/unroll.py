@@ -36,6 +36,24 @@ from rnnlab import fused
 Carry = Any  # a pytree of [B, ...] arrays (LSTM: (c, h))
 
 
+class Embedded(NamedTuple):
+    """Inputs given as token ids into an embedding table: ``x[b, t] = table[ids[b, t]]``.
+
+    Pass it to :func:`unroll` or :class:`RNN` in place of ``x [B, T, D]``
+    (:class:`rnnlab.models.SequenceModel` does, for token inputs). The projection is row-wise, so
+    ``project(table)[ids] == project(table[ids])``: when the vocabulary is smaller than the
+    number of tokens (``V < T*B``), the layer projects the ``V`` rows of the table once
+    (``[V, D] x [D, G]``) and gathers a projected row per token, instead of projecting ``T*B``
+    embedded rows. The gradient is a scatter-add of the gate cotangents into ``[V, G]`` (and one
+    ``[V, G]``-sized vjp back to the table and ``W_x``). For the char-LM (V=65, T*B=3200) that
+    drops the ``[T*B, D] x [D, G]`` projection and both of its gradient matmuls. Otherwise the
+    rows are embedded first and projected as usual.
+    """
+
+    ids: jax.Array  # [B, T] integer token ids
+    table: jax.Array  # [V, D] floating embedding table
+
+
 class RNNOutput(NamedTuple):
     """What :class:`RNN` returns.
 
@@ -65,8 +83,28 @@ def _dtype(x):
     return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
 
 
+def input_shape(xs) -> tuple[int, int, int]:
+    """``(B, T, D)`` of ``xs [B, T, D]`` or of :class:`Embedded` ids ``[B, T]`` into ``[V, D]``."""
+    if isinstance(xs, Embedded):
+        return (*np.shape(xs.ids), np.shape(xs.table)[-1])
+    return np.shape(xs)
+
+
 def check_inputs(xs, seq_lengths=None, *, where: str = "rnn") -> None:
-    """Validate ``xs [B, T, D]`` and ``seq_lengths [B]`` in Python, before any trace."""
+    """Validate ``xs [B, T, D]`` (or :class:`Embedded`) and ``seq_lengths [B]`` in Python."""
+    if isinstance(xs, Embedded):
+        ids, table = np.shape(xs.ids), np.shape(xs.table)
+        if len(ids) != 2 or not jnp.issubdtype(_dtype(xs.ids), jnp.integer):
+            raise ValueError(
+                f"{where}: expected Embedded ids of integers with shape [B, T], "
+                f"got {_dtype(xs.ids)} {ids}"
+            )
+        if len(table) != 2 or not jnp.issubdtype(_dtype(xs.table), jnp.floating):
+            raise ValueError(
+                f"{where}: expected an Embedded table of floats with shape [V, D], "
+                f"got {_dtype(xs.table)} {table}"
+            )
+        xs = jax.ShapeDtypeStruct((*ids, table[1]), _dtype(xs.table))
     shape = np.shape(xs)
     if len(shape) != 3:
         raise ValueError(f"{where}: expected inputs of rank 3 [B, T, D], got shape {shape}")
@@ -159,6 +197,12 @@ FUSED_MIN_HIDDEN = 128
 IN_LOOP_MAX_D = {"cpu": 128, "gpu": 0, "tpu": 0}
 
 
+#: Project an :class:`Embedded` table's rows instead of the embedded tokens when V < T*B (False:
+#: embed, then project the T*B rows; the baseline of the A/B in BENCHMARKS.md).
+FOLD_EMBEDDING = True
+GATHER_IN_LOOP = True
+
+
 def _fused_backward(backward: str, cell: nn.Module) -> bool:
     """Whether :func:`unroll` uses :mod:`rnnlab.fused` (``backward`` validated here)."""
     if backward not in BACKWARDS:
@@ -245,11 +289,13 @@ def linear_scan(cell, params, carry, inputs: dict, return_states: bool = False):
 def _unroll_chunked(cell, params, xs, carry, *, seq_lengths, reverse, perturbation, **kw):
     """``remat="chunked"``: :func:`unroll` over chunks of ``K ~ sqrt(T)`` steps, each chunk
     (projection + scan) under ``jax.checkpoint``; ``T`` is padded to ``n*K`` with masked steps."""
-    B, T, D = xs.shape
+    B, T, D = input_shape(xs)
     K = max(1, int(np.ceil(np.sqrt(T))))
     n = -(-T // K)
     if carry is None:
         carry = cell.initialize_carry(None, (B, D))
+    table = xs.table if isinstance(xs, Embedded) else None
+    xs = xs.ids if table is not None else xs  # chunk the ids; each chunk gathers its own rows
     if reverse:
         xs = reverse_sequences(xs, seq_lengths)
         if perturbation is not None:
@@ -268,8 +314,9 @@ def _unroll_chunked(cell, params, xs, carry, *, seq_lengths, reverse, perturbati
     @jax.checkpoint
     def body(carry, inp):
         length = jnp.clip(lengths - inp["start"], 0, K) if masked else None
+        x = inp["x"] if table is None else Embedded(inp["x"], table)
         carry, ys, states = unroll(
-            cell, params, inp["x"], carry, seq_lengths=length, perturbation=inp.get("eps"), **kw
+            cell, params, x, carry, seq_lengths=length, perturbation=inp.get("eps"), **kw
         )
         return carry, (ys, states)
 
@@ -303,7 +350,7 @@ def unroll(
     Args:
       cell: an unbound cell module (the contract in :mod:`rnnlab.cells`).
       params: the cell's variables, ``{"params": ...}``.
-      xs: ``[B, T, D]`` inputs.
+      xs: ``[B, T, D]`` inputs, or :class:`Embedded` token ids ``[B, T]`` into a table ``[V, D]``.
       carry: initial carry (pytree of ``[B, ...]``); zeros when ``None``.
       seq_lengths: ``[B]`` int, valid length of each (right-padded) sequence.
       reverse: run from each sequence's last valid step to its first.
@@ -329,9 +376,11 @@ def unroll(
       ``(final_carry, ys [B, T, O], states or None)``, all in original time order.
     """
     check_inputs(xs, seq_lengths, where="unroll")
-    xs = jnp.asarray(xs)
+    xs = Embedded(*map(jnp.asarray, xs)) if isinstance(xs, Embedded) else jnp.asarray(xs)
     seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
-    B, T, D = xs.shape
+    B, T, D = input_shape(xs)
+    if isinstance(xs, Embedded) and (xs.table.shape[0] >= T * B or not FOLD_EMBEDDING):
+        xs = jnp.take(xs.table, xs.ids, axis=0)  # embed, then project the rows as usual
     if remat == "chunked":
         return _unroll_chunked(
             cell, params, xs, carry, seq_lengths=seq_lengths, reverse=reverse,
@@ -340,8 +389,10 @@ def unroll(
         )  # fmt: skip
     if carry is None:
         carry = cell.initialize_carry(None, (B, D))
+    tokens = isinstance(xs, Embedded)
     if reverse:  # the projection acts per step, so reversing its input is the same
-        xs = reverse_sequences(xs, seq_lengths)
+        rev = lambda a: reverse_sequences(a, seq_lengths)
+        xs = Embedded(rev(xs.ids), xs.table) if tokens else rev(xs)
         if perturbation is not None:
             perturbation = jax.tree.map(lambda e: reverse_sequences(e, seq_lengths), perturbation)
 
@@ -349,11 +400,18 @@ def unroll(
     # One matmul for all t (hoisting), time-major. Transposes of big arrays are slow on XLA:CPU
     # (~10 ms for [32, 100, 512] float32), so transpose the narrower of x [.., D] and xp [.., G].
     project = lambda p, x: cell.apply(p, x, method="project")
-    widths = [a.shape[-1] for a in jax.tree.leaves(jax.eval_shape(project, params, xs[:, :1]))]
+    probe = xs.table[:1] if tokens else xs[:, :1]
+    widths = [a.shape[-1] for a in jax.tree.leaves(jax.eval_shape(project, params, probe))]
     path = choose_scan(cell, T, scan)
     fast = path == "sequential" and _fused_backward(backward, cell)  # fused.scan, below
     in_loop = IN_LOOP_MAX_D.get(jax.default_backend(), 0)
-    if fast and D <= in_loop and D < min(widths):
+    if tokens:  # project the table's V rows once, then gather a projected row per token
+        table = project(params, xs.table)  # [V, G]
+        if GATHER_IN_LOOP and fast and in_loop:  # fused.scan gathers xp_t = table[ids_t] inside its loop
+            inputs = {"ids": time_major(xs.ids), "table": table}
+        else:
+            inputs = {"xp": jax.tree.map(lambda t: jnp.take(t, xs.ids.T, axis=0), table)}
+    elif fast and D <= in_loop and D < min(widths):
         inputs = {"x": time_major(xs)}  # fused.scan projects inside its loop (see fused.scan)
     elif D <= min(widths):
         # over [T*B, D] rows, so XLA does not transpose the [T, B, G] cotangent for dW_x
@@ -484,7 +542,8 @@ class RNN(nn.Module):
         """Run the stack.
 
         Args:
-          x: ``[B, T, D]``.
+          x: ``[B, T, D]``, or :class:`Embedded` token ids into an embedding table (the first
+            layer then projects the table's rows, not the embedded tokens).
           seq_lengths: ``[B]`` valid lengths of right-padded sequences.
           initial_carry: one carry per layer (a ``(fwd, bwd)`` pair when bidirectional);
             overrides zeros/learned.
@@ -494,7 +553,8 @@ class RNN(nn.Module):
           return_states: also return every layer's carry after every step.
         """
         check_inputs(x, seq_lengths, where=f"RNN({self.cell!r})")
-        x = jnp.asarray(x)  # lists and numpy arrays are fine too
+        # lists and numpy arrays are fine too
+        x = Embedded(*map(jnp.asarray, x)) if isinstance(x, Embedded) else jnp.asarray(x)
         seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
         for name, given in (("initial_carry", initial_carry), ("perturbation", perturbation)):
             if given is not None and len(given) != self.num_layers:
@@ -502,12 +562,13 @@ class RNN(nn.Module):
                     f"{name} must hold one entry per layer ({self.num_layers}), got {len(given)}"
                 )
         cell = self.make_cell()
-        B = x.shape[0]
+        B = input_shape(x)[0]
         finals, all_states = [], []
         for layer in range(self.num_layers):
-            D = x.shape[-1]
-            init_fn = lambda rng, D=D: {
-                d: cell.init(k, cell.initialize_carry(None, (1, D)), jnp.zeros((1, D), x.dtype))
+            D = input_shape(x)[-1]
+            dtype = (x.table if isinstance(x, Embedded) else x).dtype
+            init_fn = lambda rng, D=D, dtype=dtype: {
+                d: cell.init(k, cell.initialize_carry(None, (1, D)), jnp.zeros((1, D), dtype))
                 for d, k in zip(self.directions, jax.random.split(rng, len(self.directions)))
             }
             if self.has_variable("params", f"layer_{layer}"):  # apply: check before Flax does
