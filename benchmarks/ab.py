@@ -3,6 +3,9 @@
     # a constant of rnnlab.unroll changed on side B (a Python literal)
     python benchmarks/ab.py --set 'IN_LOOP_MAX_D={}' --cell gru --hidden 256 --embed 128
     python benchmarks/ab.py --set 'FUSED_MIN_HIDDEN=10**9' --cell lstm --hidden 128
+    # a constant of another engine module; --both sets one on both sides (here: embedded rows)
+    python benchmarks/ab.py --set 'fused.READ_AHEAD={}' --cell gru --hidden 512
+    python benchmarks/ab.py --set 'IN_LOOP_MAX_D={}' --both 'FOLD_EMBEDDING=False' --hidden 512
     # side A runs an older rnnlab/fused.py (side B: the working tree)
     git show HEAD~1:rnnlab/fused.py > /tmp/fused_old.py
     python benchmarks/ab.py --old-fused /tmp/fused_old.py --cell lstm --hidden 512
@@ -29,12 +32,17 @@ if str(ROOT) not in sys.path:
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--set", metavar="NAME=VALUE", help="rnnlab.unroll constant on side B")
+    which.add_argument(
+        "--set", metavar="NAME=VALUE", help="a constant of rnnlab.unroll (or fused.NAME) on side B"
+    )
     which.add_argument("--old-fused", metavar="PATH", help="an older rnnlab/fused.py for side A")
     p.add_argument("--cell", default="lstm", choices=("lstm", "gru"))
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--embed", type=int, default=64, help="D, the input width of the layer")
     p.add_argument("--repeats", type=int, default=9)
+    p.add_argument(
+        "--both", metavar="NAME=VALUE", action="append", default=[], help="set on both sides"
+    )
     return p.parse_args(argv)
 
 
@@ -51,28 +59,39 @@ def main(argv=None) -> None:
 
     engine = sys.modules["rnnlab.unroll"]
     spec = Spec(cell=args.cell, hidden=args.hidden, embed=args.embed)
+
+    def target(spec_: str):  # "NAME=VALUE" or "fused.NAME=VALUE" -> (module, NAME, value)
+        name, _, value = spec_.partition("=")
+        module = engine
+        if "." in name:
+            where, name = name.rsplit(".", 1)
+            module = importlib.import_module(f"rnnlab.{where}")
+        if not hasattr(module, name):
+            raise SystemExit(f"{spec_}: {module.__name__} has no constant {name!r}")
+        return module, name, eval(value, {})  # noqa: S307
+
+    for module, name, value in map(target, args.both):  # both sides
+        setattr(module, name, value)
     if args.set:
-        name, _, value = args.set.partition("=")
-        if not hasattr(engine, name):
-            raise SystemExit(f"--set: rnnlab.unroll has no constant {name!r}")
-        sides = {"A": (name, getattr(engine, name)), "B": (name, eval(value, {}))}  # noqa: S307
-        label = {"A": f"{name}={getattr(engine, name)!r}", "B": f"{name}={value}"}
+        module, name, value = target(args.set)
+        sides = {"A": (module, name, getattr(module, name)), "B": (module, name, value)}
+        label = {"A": f"{name}={getattr(module, name)!r}", "B": args.set}
     else:
         found = importlib.util.spec_from_file_location("fused_old", args.old_fused)
         old = importlib.util.module_from_spec(found)
         found.loader.exec_module(old)
-        sides = {"A": ("fused", old), "B": ("fused", engine.fused)}
+        sides = {"A": (engine, "fused", old), "B": (engine, "fused", engine.fused)}
         label = {"A": f"rnnlab/fused.py from {args.old_fused}", "B": "working tree"}
-    originals = {n: getattr(engine, n) for n, _ in sides.values()}
+    originals = [(m, n, getattr(m, n)) for m, n, _ in sides.values()]
     systems = {}
-    for side, (name, value) in sides.items():
-        setattr(engine, name, value)
+    for side, (module, name, value) in sides.items():
+        setattr(module, name, value)
         system = RnnlabSystem(spec)  # the train step compiles here; forward and probe below
         system.forward()
         system.probe()
         systems[side] = system
-    for name, value in originals.items():
-        setattr(engine, name, value)
+    for module, name, value in originals:
+        setattr(module, name, value)
     fns = {}
     for work in ("train_step", "forward", "probe"):
         for side, system in systems.items():

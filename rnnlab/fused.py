@@ -24,7 +24,9 @@ A cell opts in with three methods (see ``rnnlab/cells/lstm.py``), such that
 * ``gates(carry, xp_t, hr_t) -> (carry, y_t)`` -- the elementwise rest of the step.
 
 A cell may also define a ``dense_recurrence`` property that is False for configurations the
-methods do not cover (GRU with ``convention="cho"``). :func:`supports` tells; the engine
+methods do not cover (GRU with ``convention="cho"``), and ``read_ahead = False`` when its gate
+math gains nothing from :func:`scan_ahead` (LSTM: XLA already gives its inputs their own kernels,
+and the read-ahead adds a copy per step). :func:`supports` tells; the engine
 (:func:`rnnlab.unroll`) dispatches here with ``backward="auto"`` (or ``"fused"``) and keeps the
 plain autodiff scan (``backward="autodiff"``) as the reference the tests compare against.
 
@@ -69,15 +71,15 @@ def scan_ahead(f, init, xs: dict, *, ahead=(), reverse=False, unroll=1, load=Non
     Step ``t`` slices the ``ahead`` streams at ``t + 1`` (``t - 1`` in reverse) and carries the
     slices to the next step, so each is its own small copy kernel and the gate math in ``f``
     reads plain arrays (see :data:`READ_AHEAD`; on other backends this is ``lax.scan``).
-    ``load(slices)`` (optional) turns those slices into what ``f`` reads, e.g. gathers rows by
-    token id, also one step early. Same results as ``lax.scan``.
+    ``load(slices)`` (optional) turns a dict of slices into what ``f`` reads, e.g. gathers rows
+    by token id: one step early it sees only the ``ahead`` streams, else all of them. Same
+    results as ``lax.scan``.
     """
     load = load or (lambda x: x)
     early = {k: v for k, v in xs.items() if k in ahead}
     T = jax.tree.leaves(xs)[0].shape[0]
     if not early or T == 0 or not READ_AHEAD.get(jax.default_backend(), False):
-        step = lambda c, x: f(c, {**x, **load({k: x[k] for k in early})})
-        return jax.lax.scan(step, init, xs, reverse=reverse, unroll=unroll)
+        return jax.lax.scan(lambda c, x: f(c, load(x)), init, xs, reverse=reverse, unroll=unroll)
     at = lambda i: load(jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, 0, False), early))
 
     def body(state, inp):
@@ -144,9 +146,10 @@ def scan(
 
     def gather(tab):  # ids mode: each step reads its rows of the projected table, made ahead
         take = lambda ids: lambda t: jnp.take(t, ids, axis=0, mode="clip")  # ids are in range
-        return lambda inp: {**inp, "xp": jax.tree.map(take(inp["xp"]), tab)}
+        return lambda inp: inp | {"xp": jax.tree.map(take(inp["xp"]), tab)} if "xp" in inp else inp
 
-    ahead = ("xp", "hr", "xp_t")  # the streams the gate math reads (see scan_ahead)
+    # the streams the gate math reads (see scan_ahead), unless the cell says not to
+    ahead = ("xp", "hr", "xp_t") if getattr(cell, "read_ahead", True) else ()
 
     def h_of(p, c):  # [..., H]: the state that multiplies W_h
         return cell.apply(p, c, method="recurrent_state")

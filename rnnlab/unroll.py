@@ -200,7 +200,6 @@ IN_LOOP_MAX_D = {"cpu": 128, "gpu": 0, "tpu": 0}
 #: Project an :class:`Embedded` table's rows instead of the embedded tokens when V < T*B (False:
 #: embed, then project the T*B rows; the baseline of the A/B in BENCHMARKS.md).
 FOLD_EMBEDDING = True
-GATHER_IN_LOOP = True
 
 
 def _fused_backward(backward: str, cell: nn.Module) -> bool:
@@ -407,7 +406,7 @@ def unroll(
     in_loop = IN_LOOP_MAX_D.get(jax.default_backend(), 0)
     if tokens:  # project the table's V rows once, then gather a projected row per token
         table = project(params, xs.table)  # [V, G]
-        if GATHER_IN_LOOP and fast and in_loop:  # fused.scan gathers xp_t = table[ids_t] inside its loop
+        if fast and in_loop:  # fused.scan gathers xp_t = table[ids_t] inside its loop
             inputs = {"ids": time_major(xs.ids), "table": table}
         else:
             inputs = {"xp": jax.tree.map(lambda t: jnp.take(t, xs.ids.T, axis=0), table)}
