@@ -446,7 +446,8 @@ def unroll(
             cell, params, carry, inputs, return_states=return_states, remat=remat, unroll=unroll
         )
     else:
-        carry, (ys, states) = jax.lax.scan(step, carry, inputs, unroll=unroll)
+        ahead = ("xp",) if getattr(cell, "read_ahead", True) else ()  # see fused.scan_ahead
+        carry, (ys, states) = fused.scan_ahead(step, carry, inputs, ahead=ahead, unroll=unroll)
 
     ys = time_major(ys)  # [B, T, O]
     if states is not None:
