@@ -78,7 +78,7 @@ def scan_ahead(f, init, xs: dict, *, ahead=(), reverse=False, unroll=1, load=Non
     load = load or (lambda x: x)
     early = {k: v for k, v in xs.items() if k in ahead}
     T = jax.tree.leaves(xs)[0].shape[0]
-    if not early or T == 0 or not READ_AHEAD.get(jax.default_backend(), False):
+    if not early or T < 2 or not READ_AHEAD.get(jax.default_backend(), False):
         return jax.lax.scan(lambda c, x: f(c, load(x)), init, xs, reverse=reverse, unroll=unroll)
     at = lambda i: load(jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, 0, False), early))
 
