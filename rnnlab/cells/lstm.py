@@ -80,10 +80,21 @@ class Cell(nn.Module):
         """``((c, h) [B, H] each, xp_t [B, 4H]) -> ((c, h), h)``."""
         c, h = carry
         c, h, w_h, xp_t = promote_dtype(c, h, self.w_h, xp_t, dtype=self.dtype)
-        gates = xp_t + h @ w_h  # [B, 4H]
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return self.update(c, xp_t + h @ w_h)
+
+    def update(self, c, pre):
+        """``(c [B, H], pre [B, 4H]) -> ((c, h), h)``: the elementwise part of a step.
+
+        The four gates are activated by ONE ``tanh`` over ``[B, 4H]``, with
+        ``sigmoid(x) = (1 + tanh(x / 2)) / 2``: one kernel, in the forward and in its autodiff
+        backward, where per-gate ``sigmoid``/``tanh`` of slices made several.
+        """
+        scale = jnp.repeat(jnp.array([0.5, 0.5, 1.0, 0.5], pre.dtype), self.hidden_size)
+        scale = jnp.broadcast_to(scale, pre.shape)  # [B, 4H]
+        a = jnp.tanh(pre * scale) * scale + (1.0 - scale)  # [B, 4H]: sigmoid(i, f, o), tanh(g)
+        i, f, g, o = jnp.split(a, 4, axis=-1)
+        c = f * c + i * g
+        h = o * jnp.tanh(c)
         return (c, h), h
 
     # rnnlab.fused.scan_ahead: XLA already gives the gate inputs their own kernels (the gate math
@@ -105,10 +116,7 @@ class Cell(nn.Module):
     def gates(self, carry, xp_t: jax.Array, hr_t: jax.Array):
         """The step given ``hr_t = h_{t-1} @ W_h [B, 4H]``: ``((c, h), h)``."""
         c, xp_t, hr_t = promote_dtype(carry[0], xp_t, hr_t, dtype=self.dtype)
-        i, f, g, o = jnp.split(xp_t + hr_t, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return (c, h), h
+        return self.update(c, xp_t + hr_t)
 
     def __call__(self, carry, x_t):
         return self.step(carry, self.project(x_t))
