@@ -9,6 +9,9 @@
     # side A runs an older rnnlab/fused.py (side B: the working tree)
     git show HEAD~1:rnnlab/fused.py > /tmp/fused_old.py
     python benchmarks/ab.py --old-fused /tmp/fused_old.py --cell lstm --hidden 512
+    # side A runs an older cell file (here the LSTM before the one-tanh gates)
+    git show 8f230fa:rnnlab/cells/lstm.py > /tmp/lstm_old.py
+    python benchmarks/ab.py --old-cell /tmp/lstm_old.py --cell lstm --hidden 512
 
 Both sides are built (and compiled) first. Then their train step, forward and ``dL/dh_t`` probe
 run round-robin, one call of each per round. Load from other processes then drifts over both
@@ -36,6 +39,9 @@ def parse(argv=None) -> argparse.Namespace:
         "--set", metavar="NAME=VALUE", help="a constant of rnnlab.unroll (or fused.NAME) on side B"
     )
     which.add_argument("--old-fused", metavar="PATH", help="an older rnnlab/fused.py for side A")
+    which.add_argument(
+        "--old-cell", metavar="PATH", help="an older rnnlab/cells/<--cell>.py for side A"
+    )
     p.add_argument("--cell", default="lstm", choices=("lstm", "gru"))
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--embed", type=int, default=64, help="D, the input width of the layer")
@@ -77,11 +83,19 @@ def main(argv=None) -> None:
         sides = {"A": (module, name, getattr(module, name)), "B": (module, name, value)}
         label = {"A": f"{name}={getattr(module, name)!r}", "B": args.set}
     else:
-        found = importlib.util.spec_from_file_location("fused_old", args.old_fused)
+        path = args.old_fused or args.old_cell
+        found = importlib.util.spec_from_file_location("rnnlab_old", path)
         old = importlib.util.module_from_spec(found)
+        sys.modules["rnnlab_old"] = old  # Flax's dataclass transform looks the module up
         found.loader.exec_module(old)
-        sides = {"A": (engine, "fused", old), "B": (engine, "fused", engine.fused)}
-        label = {"A": f"rnnlab/fused.py from {args.old_fused}", "B": "working tree"}
+        if args.old_fused:
+            sides = {"A": (engine, "fused", old), "B": (engine, "fused", engine.fused)}
+        else:  # the registry imports the cell's module and returns its Cell: swap that
+            from rnnlab import cells
+
+            new = cells.module(args.cell)
+            sides = {"A": (new, "Cell", old.Cell), "B": (new, "Cell", new.Cell)}
+        label = {"A": path, "B": "working tree"}
     originals = [(m, n, getattr(m, n)) for m, n, _ in sides.values()]
     systems = {}
     for side, (module, name, value) in sides.items():

@@ -48,3 +48,14 @@ def test_ab_rejects_an_unknown_constant(tmp_path):
     )  # fmt: skip
     assert out.returncode != 0
     assert "rnnlab.unroll has no constant 'NO_SUCH'" in out.stderr
+
+
+def test_ab_compares_an_older_cell_file(tmp_path):
+    """--old-cell: side A builds the bench model with the Cell of another file (here a copy)."""
+    old = tmp_path / "lstm_old.py"
+    old.write_text((ROOT / "rnnlab" / "cells" / "lstm.py").read_text())
+    script = ROOT / "benchmarks" / "ab.py"
+    args = ["--old-cell", str(old), "--cell", "lstm", "--hidden", "16", "--repeats", "2"]
+    text = run([str(script), *args], tmp_path)
+    assert f"A: {old}" in text and "B: working tree" in text
+    assert "| train_step |" in text
