@@ -133,7 +133,8 @@ def markdown(out) -> str:
         f"jax {m['jax']}, flax {m.get('flax', '-')}, torch {m.get('torch', '-')} "
         f"({m.get('torch_threads', '-')} threads{', CUDA ' + m['torch_cuda'] if m.get('torch_cuda') else ''}). "
         f"Allocator: {m.get('allocator', '?')}. "
-        f"Measured large-matmul rate: {out['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s (float32).",
+        f"Measured large-matmul rate: {out['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s (float32; "
+        "the faster of a measurement at the start and one at the end of the run).",
         "",
         f"Medians of {a['repeats']} timed runs after {a['warmup']} warm-up runs; batch {a['batch']}, "
         f"dtype {a['dtype']}. Ratios are rnnlab's time over the peer's (< 1: rnnlab faster). "
