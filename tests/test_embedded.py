@@ -64,9 +64,16 @@ def test_embedded_equals_embedded_rows(name, path, monkeypatch):
         monkeypatch.setattr(engine, "IN_LOOP_MAX_D", {})
     kw |= {"seq_lengths": jnp.array([5, 7, 0]), "reverse": True}
     cell, params, ids, table, carry, key = setup(name)
-    want = grads(cell, params, lambda t: t[ids], table, carry, key, backward="autodiff", **{
-        k: v for k, v in kw.items() if k != "backward"
-    })
+    want = grads(
+        cell,
+        params,
+        lambda t: t[ids],
+        table,
+        carry,
+        key,
+        backward="autodiff",
+        **{k: v for k, v in kw.items() if k != "backward"},
+    )
     got = grads(cell, params, lambda t: Embedded(ids, t), table, carry, key, **kw)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
     assert_close(got[1], want[1])
@@ -144,3 +151,20 @@ def test_unread_rows_get_zero_gradient():
     )
     assert np.all(np.asarray(d_table[-2:]) == 0.0)
     assert np.any(np.asarray(d_table[: V - 2]) != 0.0)
+
+
+def test_rnn_layer_bidirectional_stack_reads_embedded_ids():
+    """RNN(bidirectional, 2 layers): Embedded ids give the outputs and gradients of table[ids]."""
+    _, _, ids, table, _, _ = setup("gru")
+    layer = RNN("gru", H, num_layers=2, bidirectional=True, backward="fused")
+    params = layer.init(jax.random.PRNGKey(3), table[ids])
+    lengths = jnp.array([7, 4, 1])
+
+    def loss(p, t, embedded):
+        x = Embedded(ids, t) if embedded else t[ids]
+        return jnp.sum(jnp.sin(layer.apply(p, x, lengths).outputs))
+
+    got = jax.value_and_grad(loss, argnums=(0, 1))(params, table, True)
+    want = jax.value_and_grad(loss, argnums=(0, 1))(params, table, False)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    assert_close(got[1], want[1])
