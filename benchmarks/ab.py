@@ -9,7 +9,7 @@
     # side A runs an older rnnlab/fused.py (side B: the working tree)
     git show HEAD~1:rnnlab/fused.py > /tmp/fused_old.py
     python benchmarks/ab.py --old-fused /tmp/fused_old.py --cell lstm --hidden 512
-    # side A runs an older cell file (here the LSTM before the one-tanh gates)
+    # side A runs an older cell file (here the LSTM of commit 8f230fa)
     git show 8f230fa:rnnlab/cells/lstm.py > /tmp/lstm_old.py
     python benchmarks/ab.py --old-cell /tmp/lstm_old.py --cell lstm --hidden 512
 

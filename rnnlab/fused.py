@@ -233,7 +233,9 @@ def scan(
             same[:] = [dxp_t is dhr_t]
             return dc_prev, (dxp_t, None if same[0] else dhr_t, de_t)
 
-        step_in = {"prev": prev, "h_prev": h_prev, "xp": xp, "dy": d_ys}
+        step_in = {"prev": prev, "h_prev": h_prev, "dy": d_ys}
+        if xps is None:  # the step's input, unless the forward stacked xp_t (then unused here)
+            step_in["xp"] = xp
         optional = {"hr": hr, "xp_t": xps, "eps": eps, "valid": valid, "d_state": d_states}
         step_in.update({k: v for k, v in optional.items() if v is not None})
         same = []

@@ -83,18 +83,10 @@ class Cell(nn.Module):
         return self.update(c, xp_t + h @ w_h)
 
     def update(self, c, pre):
-        """``(c [B, H], pre [B, 4H]) -> ((c, h), h)``: the elementwise part of a step.
-
-        The four gates are activated by ONE ``tanh`` over ``[B, 4H]``, with
-        ``sigmoid(x) = (1 + tanh(x / 2)) / 2``: one kernel, in the forward and in its autodiff
-        backward, where per-gate ``sigmoid``/``tanh`` of slices made several.
-        """
-        scale = jnp.repeat(jnp.array([0.5, 0.5, 1.0, 0.5], pre.dtype), self.hidden_size)
-        scale = jnp.broadcast_to(scale, pre.shape)  # [B, 4H]
-        a = jnp.tanh(pre * scale) * scale + (1.0 - scale)  # [B, 4H]: sigmoid(i, f, o), tanh(g)
-        i, f, g, o = jnp.split(a, 4, axis=-1)
-        c = f * c + i * g
-        h = o * jnp.tanh(c)
+        """``(c [B, H], pre [B, 4H]) -> ((c, h), h)``: the elementwise part of a step."""
+        i, f, g, o = jnp.split(pre, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return (c, h), h
 
     # rnnlab.fused.scan_ahead: XLA already gives the gate inputs their own kernels (the gate math
