@@ -50,7 +50,7 @@ class Embedded(NamedTuple):
     rows are embedded first and projected as usual.
     """
 
-    ids: jax.Array  # [B, T] integer token ids
+    ids: jax.Array  # [B, T] integer token ids in [0, V) (others are clipped to the nearest row)
     table: jax.Array  # [V, D] floating embedding table
 
 
@@ -81,6 +81,11 @@ def _is_concrete(x) -> bool:
 def _dtype(x):
     """The dtype of an array, tracer, or (nested) list, without tracing anything."""
     return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
+def as_inputs(xs):
+    """``xs`` as jax arrays (lists and numpy arrays are fine too), :class:`Embedded` kept."""
+    return Embedded(*map(jnp.asarray, xs)) if isinstance(xs, Embedded) else jnp.asarray(xs)
 
 
 def input_shape(xs) -> tuple[int, int, int]:
@@ -380,11 +385,11 @@ def unroll(
       ``(final_carry, ys [B, T, O], states or None)``, all in original time order.
     """
     check_inputs(xs, seq_lengths, where="unroll")
-    xs = Embedded(*map(jnp.asarray, xs)) if isinstance(xs, Embedded) else jnp.asarray(xs)
+    xs = as_inputs(xs)
     seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
     B, T, D = input_shape(xs)
     if isinstance(xs, Embedded) and (xs.table.shape[0] >= T * B or not FOLD_EMBEDDING):
-        xs = jnp.take(xs.table, xs.ids, axis=0)  # embed, then project the rows as usual
+        xs = jnp.take(xs.table, xs.ids, axis=0, mode="clip")  # embed, then project as usual
     if remat == "chunked":
         return _unroll_chunked(
             cell, params, xs, carry, seq_lengths=seq_lengths, reverse=reverse,
@@ -414,7 +419,8 @@ def unroll(
         if fast and in_loop:  # fused.scan gathers xp_t = table[ids_t] inside its loop
             inputs = {"ids": time_major(xs.ids), "table": table}
         else:
-            inputs = {"xp": jax.tree.map(lambda t: jnp.take(t, xs.ids.T, axis=0), table)}
+            gather = lambda t: jnp.take(t, time_major(xs.ids), axis=0, mode="clip")
+            inputs = {"xp": jax.tree.map(gather, table)}  # [T, B, G]
     elif fast and D <= in_loop and D < min(widths):
         inputs = {"x": time_major(xs)}  # fused.scan projects inside its loop (see fused.scan)
     elif D <= min(widths):
@@ -558,8 +564,7 @@ class RNN(nn.Module):
           return_states: also return every layer's carry after every step.
         """
         check_inputs(x, seq_lengths, where=f"RNN({self.cell!r})")
-        # lists and numpy arrays are fine too
-        x = Embedded(*map(jnp.asarray, x)) if isinstance(x, Embedded) else jnp.asarray(x)
+        x = as_inputs(x)
         seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
         for name, given in (("initial_carry", initial_carry), ("perturbation", perturbation)):
             if given is not None and len(given) != self.num_layers:
