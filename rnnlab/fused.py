@@ -72,8 +72,8 @@ def scan_ahead(f, init, xs: dict, *, ahead=(), reverse=False, unroll=1, load=Non
     slices to the next step, so each is its own small copy kernel and the gate math in ``f``
     reads plain arrays (see :data:`READ_AHEAD`; on other backends this is ``lax.scan``).
     ``load(slices)`` (optional) turns a dict of slices into what ``f`` reads, e.g. gathers rows
-    by token id: one step early it sees only the ``ahead`` streams, else all of them. Same
-    results as ``lax.scan``.
+    by token id. It sees the ``ahead`` streams one step early and the others in their step, so
+    it must handle any subset of the streams. Same results as ``lax.scan``.
     """
     load = load or (lambda x: x)
     early = {k: v for k, v in xs.items() if k in ahead}
@@ -86,7 +86,7 @@ def scan_ahead(f, init, xs: dict, *, ahead=(), reverse=False, unroll=1, load=Non
         carry, x_t = state
         t = inp.pop("_t")
         next_t = jnp.clip(t - 1 if reverse else t + 1, 0, T - 1)  # the last step re-reads
-        carry, y = f(carry, {**inp, **x_t})
+        carry, y = f(carry, {**load(inp), **x_t})
         return (carry, at(next_t)), y
 
     rest = {k: v for k, v in xs.items() if k not in early} | {"_t": jnp.arange(T)}

@@ -118,16 +118,17 @@ def test_embedded_errors():
         layer.apply(made, Embedded(ids, jnp.zeros((V, D + 1))))
 
 
+@pytest.mark.parametrize("ahead", [("a", "ids"), ("a",)])  # load reads "ids" early, or in step
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("steps", [1, 6])
-def test_scan_ahead_equals_lax_scan(reverse, steps, monkeypatch):
+def test_scan_ahead_equals_lax_scan(reverse, steps, ahead, monkeypatch):
     xs = {
         "a": jax.random.normal(jax.random.PRNGKey(0), (steps, 2, 3)),
         "ids": jnp.arange(steps * 2).reshape(steps, 2) % 4,
         "b": jnp.arange(steps, dtype=jnp.float32),
     }
     table = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
-    load = lambda x: {**x, "ids": table[x["ids"]]}  # gathers, one step early
+    load = lambda x: {**x, "ids": table[x["ids"]]} if "ids" in x else x  # gathers rows
 
     def f(c, x):
         c = jnp.tanh(c * x["a"] + x["ids"] + x["b"])
@@ -136,9 +137,7 @@ def test_scan_ahead_equals_lax_scan(reverse, steps, monkeypatch):
     want = jax.lax.scan(lambda c, x: f(c, load(x)), jnp.ones((2, 3)), xs, reverse=reverse)
     for on in (True, False):
         monkeypatch.setattr(fused, "READ_AHEAD", {jax.default_backend(): on})
-        got = fused.scan_ahead(
-            f, jnp.ones((2, 3)), xs, ahead=("a", "ids"), reverse=reverse, load=load
-        )
+        got = fused.scan_ahead(f, jnp.ones((2, 3)), xs, ahead=ahead, reverse=reverse, load=load)
         assert_close(got, want, 1e-6)
 
 
