@@ -64,6 +64,18 @@ def supports(cell: nn.Module) -> bool:
 READ_AHEAD = {"cpu": True}
 
 
+def reads_ahead(cell: nn.Module) -> bool:
+    """Whether the engine's scans read ``cell``'s gate inputs one step early (``read_ahead``)."""
+    return bool(getattr(cell, "read_ahead", True))
+
+
+def take_rows(table, ids: jax.Array):
+    """``table[ids]`` along axis 0, per leaf; ids outside ``[0, V)`` are clipped to the nearest
+    row (the :class:`rnnlab.unroll.Embedded` contract). ``mode="clip"``, not jnp.take's NaN
+    fill: the fill's select made the gate kernel XLA fused it into 100 us a step slower."""
+    return jax.tree.map(lambda t: jnp.take(t, ids, axis=0, mode="clip"), table)
+
+
 def scan_ahead(f, init, xs: dict, *, ahead=(), reverse=False, unroll=1, load=None):
     """``jax.lax.scan(f, init, xs)`` over a dict of streams, those named in ``ahead`` read one
     step early.
@@ -144,12 +156,11 @@ def scan(
     def xp_of(p, x):  # the projected input xp_t [.., G] from what a step reads
         return cell.apply(p, x, method="project") if in_loop else x
 
-    def gather(tab):  # ids mode: each step reads its rows of the projected table, made ahead
-        take = lambda ids: lambda t: jnp.take(t, ids, axis=0, mode="clip")  # ids are in range
-        return lambda inp: inp | {"xp": jax.tree.map(take(inp["xp"]), tab)} if "xp" in inp else inp
+    def gather(tab):  # ids mode: a step's rows of the projected table (scan_ahead's load)
+        return lambda inp: inp | {"xp": take_rows(tab, inp["xp"])} if "xp" in inp else inp
 
     # the streams the gate math reads (see scan_ahead), unless the cell says not to
-    ahead = ("xp", "hr", "xp_t") if getattr(cell, "read_ahead", True) else ()
+    ahead = ("xp", "hr", "xp_t") if reads_ahead(cell) else ()
 
     def h_of(p, c):  # [..., H]: the state that multiplies W_h
         return cell.apply(p, c, method="recurrent_state")

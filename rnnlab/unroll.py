@@ -9,7 +9,9 @@ Two layers of API:
 * :func:`unroll` -- one layer, one direction, a pure function of ``(cell, params, xs)``.
   It hoists the input projection (one ``[B*T, D] x [D, G]`` matmul before the scan), then scans
   ``cell.step`` over time. On the fused path, narrow inputs (``IN_LOOP_MAX_D``) are projected
-  inside the loop instead. Options: ``seq_lengths`` masking (each sequence's carry is frozen after
+  inside the loop instead; token inputs (:class:`Embedded`) project the embedding table once and
+  gather a row per token. On CPU each step's gate inputs are read one step early
+  (:func:`rnnlab.fused.scan_ahead`). Options: ``seq_lengths`` masking (each sequence's carry is frozen after
   its end and its padded outputs are zero, so the result equals running it alone), ``reverse``
   (each sequence reversed *within its own length*), an additive ``perturbation`` of the carry
   after every step (``dL/d eps_t = dL/dh_t`` for all t in one backward pass: the gradient-flow
@@ -389,7 +391,7 @@ def unroll(
     seq_lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
     B, T, D = input_shape(xs)
     if isinstance(xs, Embedded) and (xs.table.shape[0] >= T * B or not FOLD_EMBEDDING):
-        xs = jnp.take(xs.table, xs.ids, axis=0, mode="clip")  # embed, then project as usual
+        xs = fused.take_rows(xs.table, xs.ids)  # embed, then project the rows as usual
     if remat == "chunked":
         return _unroll_chunked(
             cell, params, xs, carry, seq_lengths=seq_lengths, reverse=reverse,
@@ -419,8 +421,7 @@ def unroll(
         if fast and in_loop:  # fused.scan gathers xp_t = table[ids_t] inside its loop
             inputs = {"ids": time_major(xs.ids), "table": table}
         else:
-            gather = lambda t: jnp.take(t, time_major(xs.ids), axis=0, mode="clip")
-            inputs = {"xp": jax.tree.map(gather, table)}  # [T, B, G]
+            inputs = {"xp": fused.take_rows(table, time_major(xs.ids))}  # [T, B, G]
     elif fast and D <= in_loop and D < min(widths):
         inputs = {"x": time_major(xs)}  # fused.scan projects inside its loop (see fused.scan)
     elif D <= min(widths):
@@ -457,7 +458,7 @@ def unroll(
             cell, params, carry, inputs, return_states=return_states, remat=remat, unroll=unroll
         )
     else:
-        ahead = ("xp",) if getattr(cell, "read_ahead", True) else ()  # see fused.scan_ahead
+        ahead = ("xp",) if fused.reads_ahead(cell) else ()  # see fused.scan_ahead
         carry, (ys, states) = fused.scan_ahead(step, carry, inputs, ahead=ahead, unroll=unroll)
 
     ys = time_major(ys)  # [B, T, O]
