@@ -134,3 +134,44 @@ def torch_matmul_rate(n: int = 1024, k: int = 2048, repeats: int = 5) -> float |
             torch.cuda.synchronize()
 
     return 2.0 * n * k * k / min(time_runs(run, warmup=2, repeats=repeats))
+
+
+def matmuls_alone(spec: Spec, workload: str) -> Callable[[], None]:
+    """A callable that runs only the step's matmuls, the way the engine's XLA program runs them.
+
+    Forward: ``T`` recurrent ``[B, H] x [H, G]`` matmuls in a ``lax.scan``, each step's slice
+    ``[B, H]`` stacked, then the head ``[T*B, H] x [H, V]``. A train step adds the backward scan's
+    ``T`` ``[B, G] x [G, H]`` matmuls (against ``W_h^T``, transposed once), each step's ``[B, G]``
+    stacked, the weight gradient ``[H, T*B] x [T*B, G]`` and the head's two gradient matmuls.
+    The per-step slice and stacking are the least a scan must move. The embedding's projection
+    (a ``[V, E] x [E, G]`` table) is left out. So this is the step's time with no gate math, no
+    optimizer and no loss: what the engine would take if everything but the matmuls were free.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    B, T, H, V = spec.batch, spec.steps, spec.hidden, spec.vocab
+    n = GATES[spec.cell]
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    q = jnp.linalg.qr(jax.random.normal(k1, (H, H)))[0]  # orthogonal: the state keeps its norm
+    w = jnp.tile(q, (1, n))  # [H, G]
+    w_out = jax.random.normal(k2, (H, V)) / H**0.5
+    h0 = jax.random.normal(k3, (B, H))
+
+    def forward(w, w_out):
+        step = lambda h, _: ((h @ w)[:, :H],) * 2
+        _, hs = jax.lax.scan(step, h0, None, length=T)  # hs [T, B, H]
+        return hs, hs.reshape(T * B, H) @ w_out
+
+    def train(w, w_out):
+        hs, logits = forward(w, w_out)
+        w_t = w.T / n  # [G, H]: d @ w_t keeps d's scale
+        step = lambda d, _: (jnp.concatenate([d @ w_t] * n, axis=1),) * 2
+        _, ds = jax.lax.scan(step, jnp.tile(h0, (1, n)), None, length=T, reverse=True)
+        d_w = hs.reshape(T * B, H).T @ ds.reshape(T * B, -1)  # [H, G]
+        d_hs = logits @ w_out.T  # [T*B, H]
+        d_w_out = hs.reshape(T * B, H).T @ logits  # [H, V]
+        return d_w, d_hs, d_w_out
+
+    f = jax.jit(train if workload == "train" else forward)
+    return lambda: jax.block_until_ready(f(w, w_out))

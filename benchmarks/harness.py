@@ -5,8 +5,9 @@
     python benchmarks/harness.py --workloads train --cells lstm --hidden 512 --repeats 9
 
 Workloads (char-LM: embed 64 -> one recurrent layer -> dense 65, softmax xent, Adam + global-norm
-clip; batch 32, T = 100 unless said): ``train`` (ms/step, tokens/s, ratios, FLOP floor),
-``forward`` (logits only), ``generate`` (chars/s, batch 1), ``compile`` (train-step compile at
+clip; batch 32, T = 100 unless said): ``train`` (ms/step, tokens/s, ratios, FLOP floor, and
+the step's matmuls alone as XLA runs them: :func:`benchmarks.common.matmuls_alone`, timed
+round-robin with the systems), ``forward`` (logits only), ``generate`` (chars/s, batch 1), ``compile`` (train-step compile at
 T = 100 and 1000), ``memory`` (peak bytes and step time at T = 2000 with and without remat),
 ``probe`` (dL/dh_t for all t vs one train step). Systems: ``rnnlab`` (fused backward, the
 default), ``rnnlab-autodiff`` (the autodiff'd scan, the reference), ``torch``, ``flax``.
@@ -31,6 +32,7 @@ from benchmarks.common import (  # noqa: E402
     Spec,
     forward_flops,
     jax_matmul_rate,
+    matmuls_alone,
     median,
     time_interleaved,
     time_runs,
@@ -41,6 +43,7 @@ from rnnlab import devices  # noqa: E402
 
 SYSTEMS = ("rnnlab", "rnnlab-autodiff", "torch", "flax")
 REMATS = {False: "rnnlab", True: "rnnlab-remat", "chunked": "rnnlab-remat-chunked"}
+MATMULS = "matmuls-alone"  # a row, not a system: see benchmarks.common.matmuls_alone
 WORKLOADS = ("train", "forward", "generate", "compile", "memory", "probe")
 
 
@@ -160,6 +163,8 @@ def run(args) -> dict:
                     continue
                 fns = {n: getattr(s, "train_step" if workload == "train" else "forward")
                        for n, s in built.items()}  # fmt: skip
+                if "rnnlab" in built:  # the step's matmuls alone: the engine's XLA, nothing else
+                    fns[MATMULS] = matmuls_alone(spec, workload)
                 for name, times in time_interleaved(fns, **timed).items():
                     record(rows, workload, spec, name, times, floor_s=flops(spec) / rate)
             del built

@@ -68,6 +68,8 @@ def kernel_times(trace_dir: pathlib.Path, calls: int) -> tuple[dict, dict]:
         # complete events of XLA kernels only: not Python frames ("$..."), not the executor
         if e.get("ph") != "X" or name.startswith("$") or "::" in name or "(" in name:
             continue
+        if name.startswith("while"):  # the loop itself: its time is its body's kernels again
+            continue
         total[name] += e["dur"] / 1e3
         count[name] += 1
     return (

@@ -4,6 +4,7 @@ They run as subprocesses with ``RNNLAB_ALLOCATOR=system``: the tools re-exec the
 tcmalloc when it is installed, which must not replace the test process.
 """
 
+import json
 import os
 import pathlib
 import subprocess
@@ -59,3 +60,32 @@ def test_ab_compares_an_older_cell_file(tmp_path):
     text = run([str(script), *args], tmp_path)
     assert f"A: {old}" in text and "B: working tree" in text
     assert "| train_step |" in text
+
+
+def test_harness_times_the_matmuls_alone(tmp_path):
+    """The train table has the matmuls-alone column, timed with the systems; nothing else runs."""
+    script = ROOT / "benchmarks" / "harness.py"
+    args = ["--workloads", "train,forward", "--systems", "rnnlab", "--cells", "lstm,gru"]
+    args += ["--hidden", "16", "--steps", "5", "--repeats", "2", "--warmup", "1"]
+    run([str(script), *args, "--out", str(tmp_path / "out")], tmp_path)
+    text = (tmp_path / "out.md").read_text()
+    assert "| floor ms | matmuls alone ms |" in text
+    rows = json.loads((tmp_path / "out.json").read_text())["rows"]
+    alone = [r for r in rows if r["system"] == "matmuls-alone"]
+    assert {(r["workload"], r["cell"]) for r in alone} == {
+        (w, c) for w in ("train", "forward") for c in ("lstm", "gru")
+    }
+    assert all(r["median_s"] > 0 for r in alone)
+
+
+def test_a_missed_target_says_how_far_the_matmuls_alone_are():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import report
+
+    row = lambda system, s: dict(
+        workload="train", cell="lstm", hidden=512, steps=100, system=system, median_s=s
+    )
+    out = {"rows": [row("rnnlab", 0.090), row("torch", 0.075), row("matmuls-alone", 0.072)]}
+    (line,) = report.targets(out)
+    assert line.startswith("- MISS: train lstm H=512: rnnlab / torch = 1.20x (target <= 0.9x)")
+    assert line.endswith("; the step's matmuls alone: 0.96x torch, rnnlab 1.25x its matmuls")
