@@ -31,6 +31,10 @@ class Spec:
     learning_rate: float = 2e-3
     clip: float = 5.0  # global-norm clip
     dtype: str = "float32"  # computation dtype (params stay float32)
+    # bfloat16: each system's bf16 mode. rnnlab: the cells' matmul_dtype (bf16 operands of the
+    # recurrent matmuls, float32 accumulation, gates and carries); torch: autocast (CPU too);
+    # flax: dtype=bfloat16 (its only knob: everything in bf16)
+    matmul_dtype: str = "float32"
 
     def __post_init__(self):
         if self.cell not in GATES:
@@ -143,12 +147,15 @@ def matmuls_alone(spec: Spec, workload: str) -> Callable[[], None]:
     ``[B, H]`` stacked, then the head ``[T*B, H] x [H, V]``. A train step adds the backward scan's
     ``T`` ``[B, G] x [G, H]`` matmuls (against ``W_h^T``, transposed once), each step's ``[B, G]``
     stacked, the weight gradient ``[H, T*B] x [T*B, G]`` and the head's two gradient matmuls.
+    With ``spec.matmul_dtype`` bfloat16 the recurrent matmuls take bf16 operands, as the engine's.
     The per-step slice and stacking are the least a scan must move. The embedding's projection
     (a ``[V, E] x [E, G]`` table) is left out. So this is the step's time with no gate math, no
     optimizer and no loss: what the engine would take if everything but the matmuls were free.
     """
     import jax
     import jax.numpy as jnp
+
+    from rnnlab.cells import recurrent_matmul
 
     B, T, H, V = spec.batch, spec.steps, spec.hidden, spec.vocab
     n = GATES[spec.cell]
@@ -158,15 +165,17 @@ def matmuls_alone(spec: Spec, workload: str) -> Callable[[], None]:
     w_out = jax.random.normal(k2, (H, V)) / H**0.5
     h0 = jax.random.normal(k3, (B, H))
 
+    mm = lambda a, b: recurrent_matmul(a, b, None if spec.matmul_dtype == "float32" else "bfloat16")
+
     def forward(w, w_out):
-        step = lambda h, _: ((h @ w)[:, :H],) * 2
+        step = lambda h, _: (mm(h, w)[:, :H],) * 2
         _, hs = jax.lax.scan(step, h0, None, length=T)  # hs [T, B, H]
         return hs, hs.reshape(T * B, H) @ w_out
 
     def train(w, w_out):
         hs, logits = forward(w, w_out)
         w_t = w.T / n  # [G, H]: d @ w_t keeps d's scale
-        step = lambda d, _: (jnp.concatenate([d @ w_t] * n, axis=1),) * 2
+        step = lambda d, _: (jnp.concatenate([mm(d, w_t)] * n, axis=1),) * 2
         _, ds = jax.lax.scan(step, jnp.tile(h0, (1, n)), None, length=T, reverse=True)
         d_w = hs.reshape(T * B, H).T @ ds.reshape(T * B, -1)  # [H, G]
         d_hs = logits @ w_out.T  # [T*B, H]

@@ -20,7 +20,8 @@ CELLS = {"lstm": nnx.OptimizedLSTMCell, "gru": nnx.GRUCell}
 
 class FlaxLM(nnx.Module):
     def __init__(self, spec: Spec, rngs: nnx.Rngs):
-        dtype = None if spec.dtype == "float32" else jnp.dtype(spec.dtype)
+        bf16 = "bfloat16" in (spec.dtype, spec.matmul_dtype)  # flax: dtype is its only knob
+        dtype = jnp.bfloat16 if bf16 else None if spec.dtype == "float32" else jnp.dtype(spec.dtype)
         self.embed = nnx.Embed(spec.vocab, spec.embed, dtype=dtype, rngs=rngs)
         self.cell = CELLS[spec.cell](spec.embed, spec.hidden, dtype=dtype, rngs=rngs)
         self.rnn = nnx.RNN(self.cell, rngs=False)

@@ -68,6 +68,13 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     p.add_argument("--dtype", default="float32", help="computation dtype (bfloat16 on GPU)")
     p.add_argument(
+        "--matmul-dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="bfloat16: each system's bf16 mode (rnnlab: bf16 recurrent-matmul operands, float32 "
+        "accumulation and carries; torch: autocast; flax: dtype=bfloat16)",
+    )
+    p.add_argument(
         "--allocator",
         choices=("auto", "system", "tcmalloc"),
         default="auto",
@@ -153,7 +160,9 @@ def run(args) -> dict:
         r for r in (jax_matmul_rate(), torch_matmul_rate() if "torch" in systems else None) if r
     )
     out["matmul_flops_per_s"] = rate
-    base = dict(batch=args.batch, steps=args.steps, dtype=args.dtype)
+    base = dict(
+        batch=args.batch, steps=args.steps, dtype=args.dtype, matmul_dtype=args.matmul_dtype
+    )
     for cell in args.cells:
         for H in args.hidden if {"train", "forward"} & set(args.workloads) else []:
             spec = Spec(cell=cell, hidden=H, **base)
@@ -195,6 +204,7 @@ def run(args) -> dict:
                 batch=args.batch,
                 steps=args.memory_steps,
                 dtype=args.dtype,
+                matmul_dtype=args.matmul_dtype,
             )
             from benchmarks.rnnlab_system import RnnlabSystem
 

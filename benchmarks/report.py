@@ -143,7 +143,7 @@ def markdown(out) -> str:
         "the faster of a measurement at the start and one at the end of the run).",
         "",
         f"Medians of {a['repeats']} timed runs after {a['warmup']} warm-up runs; batch {a['batch']}, "
-        f"dtype {a['dtype']}. Ratios are rnnlab's time over the peer's (< 1: rnnlab faster). "
+        f"dtype {a['dtype']}, matmul operands {a.get('matmul_dtype', 'float32')}. Ratios are rnnlab's time over the peer's (< 1: rnnlab faster). "
         'The floor is the step\'s matmul FLOPs at the measured matmul rate. "Matmuls alone" '
         "times the step's matmuls the way XLA runs them in the engine (the recurrent ones in a "
         "scan), with no other work: `benchmarks/common.py::matmuls_alone`.",

@@ -31,9 +31,11 @@ class BenchLM(nn.Module):
         dtype = None if s.dtype == "float32" else jnp.dtype(s.dtype)
         embed = nn.Embed(s.vocab, s.embed, dtype=dtype)
         x = Embedded(tokens, embed.embedding.astype(dtype or embed.embedding.dtype))  # see Embedded
+        mixed = {"matmul_dtype": s.matmul_dtype} if s.matmul_dtype != "float32" else None
         out = RNN(
             s.cell,
             s.hidden,
+            cell_options=mixed,
             backward=self.backward,
             remat=self.remat,
             unroll=self.unroll,

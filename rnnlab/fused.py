@@ -30,6 +30,12 @@ and the read-ahead adds a copy per step). :func:`supports` tells; the engine
 (:func:`rnnlab.unroll`) dispatches here with ``backward="auto"`` (or ``"fused"``) and keeps the
 plain autodiff scan (``backward="autodiff"``) as the reference the tests compare against.
 
+A cell's ``matmul_dtype`` (e.g. bfloat16: see :func:`rnnlab.cells.recurrent_matmul`) sets the
+operands of the two per-step matmuls, ``h_{t-1} W_h`` and ``dhr_t W_h^T``; they accumulate, and
+the gates and carries stay, in the computation dtype. The weight gradient keeps the computation
+dtype: as one large matmul it ran no faster with bf16 operands on the CPU measured
+(``python benchmarks/matmul_shapes.py``), and it sums ``T*B`` products.
+
 Masking (``valid``), additive carry perturbation (``eps``, for ``dL/dh_t`` probes) and
 ``return_states`` live inside the differentiated local step, so they are exact. ``remat=True``
 saves only the carries in the forward pass and recomputes ``hr_t`` inside the backward scan (one
@@ -177,8 +183,10 @@ def scan(
             y = keep(y, jnp.zeros_like(y))
         return new, y
 
+    mm_dtype = cells.matmul_dtype(getattr(cell, "matmul_dtype", None))  # None: as computed
+
     def recurrent(h, w, b):  # hr = h @ W_h + b_h, h [..., H]
-        hr = h @ w
+        hr = cells.recurrent_matmul(h, w, mm_dtype)
         return hr if b is None else hr + b.reshape((1,) * (hr.ndim - 1) + b.shape)
 
     def forward(p, w, b, tab, c0, xp, eps, valid, *, save: bool):
@@ -225,7 +233,7 @@ def scan(
         # carry *before* step t: [c0, c_0, ..., c_{T-2}]  (leaves [T, B, ...])
         prev = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a[:-1]]), c0, states)
         h_prev = h_of(p, prev)  # [T, B, H]
-        w_t = w.T  # [G, H], transposed once outside the loop
+        w_t = w.T if mm_dtype is None else w.T.astype(mm_dtype)  # [G, H], once, before the loop
 
         def body(dc, inp):
             if "d_state" in inp:  # cotangent of the returned state after this step
@@ -236,7 +244,8 @@ def scan(
             xp_t = inp["xp_t"] if "xp_t" in inp else xp_of(p, inp["xp"])  # saved or remade
             _, vjp = jax.vjp(f, inp["prev"], xp_t, hr_t, e_t)
             dc_prev, dxp_t, dhr_t, de_t = vjp((dc, inp["dy"]))
-            dh = (dhr_t @ w_t).astype(inp["h_prev"].dtype)  # [B, H] through hr_t = h W_h
+            dh = cells.recurrent_matmul(dhr_t, w_t, mm_dtype)  # [B, H] through hr_t = h W_h
+            dh = dh.astype(inp["h_prev"].dtype)
             _, vjp_h = jax.vjp(lambda c: h_of(p, c), inp["prev"])
             (dc_h,) = vjp_h(dh)
             dc_prev = jax.tree.map(jnp.add, dc_prev, dc_h)

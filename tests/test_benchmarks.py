@@ -89,3 +89,12 @@ def test_a_missed_target_says_how_far_the_matmuls_alone_are():
     (line,) = report.targets(out)
     assert line.startswith("- MISS: train lstm H=512: rnnlab / torch = 1.20x (target <= 0.9x)")
     assert line.endswith("; the step's matmuls alone: 0.96x torch, rnnlab 1.25x its matmuls")
+
+
+def test_matmul_shapes_times_each_shape_in_both_dtypes(tmp_path):
+    script = ROOT / "benchmarks" / "matmul_shapes.py"
+    args = ["--batch", "4", "--hidden", "16", "--steps-per-seq", "5", "--repeats", "2"]
+    text = run([str(script), *args], tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "GFLOP" not in line]
+    assert len(rows) == 8  # forward, backward x2, weight grad; float32 and bf16 operands
+    assert all(float(r.split("|")[-2]) > 0 for r in rows)

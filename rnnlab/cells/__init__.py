@@ -20,6 +20,13 @@ Methods (shape legend: ``B`` batch, ``T`` time, ``D`` input, ``H`` hidden, ``G``
                                    what ``Cell(...).init(rng, carry, x_t)`` uses to make params.
     ``output_size`` (property)     ``O``, the width of ``y_t`` (``hidden_size`` for most cells).
 
+Optional, mixed precision for the dense cells (elman, lstm, gru):
+    ``matmul_dtype``               the operand dtype of the recurrent matmul ``h @ W_h`` (e.g.
+                                   ``"bfloat16"``; ``None``: the computation dtype). The product
+                                   accumulates, and the gates and carry stay, in the computation
+                                   dtype: :func:`recurrent_matmul`. The fused backward
+                                   (:mod:`rnnlab.fused`) reads the field too.
+
 Optional, when ``y_t`` is not itself a leaf of the new carry (LRU: ``y = Re(C x) + D u``):
     ``output(carry, xp_t)``        ``y_t`` computed from the new carry. The engine's
                                    perturbation hook adds ``eps_t`` to the carry and reads
@@ -49,6 +56,7 @@ import pathlib
 from types import ModuleType
 
 import jax
+import jax.numpy as jnp
 
 _FOLDER = pathlib.Path(__file__).parent
 _EXTRA: dict[str, type] = {}
@@ -83,6 +91,35 @@ def module(name: str) -> ModuleType:
     """The module that defines cell ``name`` (its docstring holds the equations and the paper)."""
     cls = get(name)
     return importlib.import_module(cls.__module__)
+
+
+def matmul_dtype(value) -> jnp.dtype | None:
+    """A cell's ``matmul_dtype`` field checked: ``None`` or a floating dtype (name or type)."""
+    if value is None:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            f"matmul_dtype must be None or a floating dtype such as 'bfloat16', got {value!r}"
+        )
+    return dtype
+
+
+def recurrent_matmul(h: jax.Array, w: jax.Array, operand_dtype=None) -> jax.Array:
+    """``h [..., K] @ w [K, N]`` with both operands cast to ``operand_dtype`` and the product
+    accumulated in ``h``'s dtype (``preferred_element_type``): bfloat16 operands with float32
+    accumulation when ``h`` is float32 and ``operand_dtype`` bfloat16. ``None``: plain ``h @ w``.
+    """
+    if operand_dtype is None:
+        return h @ w
+    operand_dtype = jnp.dtype(operand_dtype)
+    if h.dtype == operand_dtype and w.dtype == operand_dtype:
+        return h @ w
+    cast = lambda a: a.astype(operand_dtype)
+    return jnp.matmul(cast(h), cast(w), preferred_element_type=h.dtype)
 
 
 def register(name: str, cell: type | str | pathlib.Path) -> type:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
-from rnnlab import initializers
+from rnnlab import cells, initializers
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
@@ -39,8 +39,10 @@ class Cell(nn.Module):
     recurrent_scale: float = 1.0  # singular values (orthogonal), diagonal (identity), radius
     dtype: Any = None  # computation dtype; None promotes inputs and params
     param_dtype: Any = jnp.float32
+    matmul_dtype: Any = None  # operands of h @ W_h, e.g. "bfloat16" (cells.recurrent_matmul)
 
     def __post_init__(self):
+        cells.matmul_dtype(self.matmul_dtype)
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"elman activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
@@ -74,7 +76,7 @@ class Cell(nn.Module):
     def step(self, carry: jax.Array, xp_t: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``h_{t-1} [B, H], xp_t [B, H] -> (h_t, h_t)``."""
         h, w_h, xp_t = promote_dtype(carry, self.w_h, xp_t, dtype=self.dtype)
-        h = ACTIVATIONS[self.activation](xp_t + h @ w_h)
+        h = ACTIVATIONS[self.activation](xp_t + cells.recurrent_matmul(h, w_h, self.matmul_dtype))
         return h, h
 
     # Optional dense-recurrence methods (used by rnnlab.fused's fast backward):

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
-from rnnlab import initializers
+from rnnlab import cells, initializers
 
 CONVENTIONS = ("pytorch", "cho")
 
@@ -38,8 +38,10 @@ class Cell(nn.Module):
     recurrent_scale: float = 1.0
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    matmul_dtype: Any = None  # operands of h @ W_h, e.g. "bfloat16" (cells.recurrent_matmul)
 
     def __post_init__(self):
+        cells.matmul_dtype(self.matmul_dtype)
         if self.convention not in CONVENTIONS:
             raise ValueError(
                 f"gru convention must be one of {CONVENTIONS}, got {self.convention!r}"
@@ -74,16 +76,18 @@ class Cell(nn.Module):
         xr, xz, xn = jnp.split(xp_t, 3, axis=-1)
         if self.convention == "pytorch":
             (b_hn,) = promote_dtype(self.b_hn, dtype=self.dtype)
-            hr, hz, hn = jnp.split(h @ w_h, 3, axis=-1)  # one fused [H, 3H] matmul
+            hr_t = cells.recurrent_matmul(h, w_h, self.matmul_dtype)  # one fused [H, 3H] matmul
+            hr, hz, hn = jnp.split(hr_t, 3, axis=-1)
             r = jax.nn.sigmoid(xr + hr)
             z = jax.nn.sigmoid(xz + hz)
             b_hn = jnp.broadcast_to(b_hn, hn.shape)  # explicit: no implicit rank promotion
             n = jnp.tanh(xn + r * (hn + b_hn))
         else:
-            hr, hz = jnp.split(h @ w_h[:, : 2 * H], 2, axis=-1)
+            mm = lambda a, w: cells.recurrent_matmul(a, w, self.matmul_dtype)
+            hr, hz = jnp.split(mm(h, w_h[:, : 2 * H]), 2, axis=-1)
             r = jax.nn.sigmoid(xr + hr)
             z = jax.nn.sigmoid(xz + hz)
-            n = jnp.tanh(xn + (r * h) @ w_h[:, 2 * H :])
+            n = jnp.tanh(xn + mm(r * h, w_h[:, 2 * H :]))
         h = (1.0 - z) * n + z * h
         return h, h
 

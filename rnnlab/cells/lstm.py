@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
-from rnnlab import initializers
+from rnnlab import cells, initializers
 
 
 class Cell(nn.Module):
@@ -39,9 +39,11 @@ class Cell(nn.Module):
     recurrent_scale: float = 1.0
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    matmul_dtype: Any = None  # operands of h @ W_h, e.g. "bfloat16" (cells.recurrent_matmul)
 
     def __post_init__(self):
         initializers.recurrent(self.recurrent_init)
+        cells.matmul_dtype(self.matmul_dtype)
         if self.chrono_tmax is not None and self.chrono_tmax <= 2:
             raise ValueError(f"lstm chrono_tmax must be > 2, got {self.chrono_tmax}")
         super().__post_init__()
@@ -80,7 +82,7 @@ class Cell(nn.Module):
         """``((c, h) [B, H] each, xp_t [B, 4H]) -> ((c, h), h)``."""
         c, h = carry
         c, h, w_h, xp_t = promote_dtype(c, h, self.w_h, xp_t, dtype=self.dtype)
-        return self.update(c, xp_t + h @ w_h)
+        return self.update(c, xp_t + cells.recurrent_matmul(h, w_h, self.matmul_dtype))
 
     def update(self, c, pre):
         """``(c [B, H], pre [B, 4H]) -> ((c, h), h)``: the elementwise part of a step."""
