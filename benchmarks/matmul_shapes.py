@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     print("\n| matmul | ms (T matmuls, or the one weight grad) | GFLOP/s |\n|---|---|---|")
     for k, (_, _, flops) in built.items():
         s = median(times[k])
-        print(f"| {k} | {1e3 * s:.2f} | {flops / s / 1e9:.0f} |")
+        print(f"| {k} | {1e3 * s:.3g} | {flops / s / 1e9:.3g} |")
 
 
 if __name__ == "__main__":
