@@ -9,6 +9,8 @@
     # side A runs an older rnnlab/fused.py (side B: the working tree)
     git show HEAD~1:rnnlab/fused.py > /tmp/fused_old.py
     python benchmarks/ab.py --old-fused /tmp/fused_old.py --cell lstm --hidden 512
+    # side B's cells take bfloat16 matmul operands (cell option matmul_dtype)
+    python benchmarks/ab.py --matmul-dtype bfloat16 --cell lstm --hidden 512
     # side A runs an older cell file (here the LSTM of commit 8f230fa)
     git show 8f230fa:rnnlab/cells/lstm.py > /tmp/lstm_old.py
     python benchmarks/ab.py --old-cell /tmp/lstm_old.py --cell lstm --hidden 512
@@ -23,6 +25,7 @@ harness.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import pathlib
 import sys
@@ -41,6 +44,11 @@ def parse(argv=None) -> argparse.Namespace:
     which.add_argument("--old-fused", metavar="PATH", help="an older rnnlab/fused.py for side A")
     which.add_argument(
         "--old-cell", metavar="PATH", help="an older rnnlab/cells/<--cell>.py for side A"
+    )
+    which.add_argument(
+        "--matmul-dtype",
+        choices=("bfloat16",),
+        help="side B: the cell's matmul_dtype (bf16 recurrent-matmul operands); A: float32",
     )
     p.add_argument("--cell", default="lstm", choices=("lstm", "gru"))
     p.add_argument("--hidden", type=int, default=512)
@@ -78,7 +86,12 @@ def main(argv=None) -> None:
 
     for module, name, value in map(target, args.both):  # both sides
         setattr(module, name, value)
-    if args.set:
+    specs = {"A": spec, "B": spec}
+    if args.matmul_dtype:  # the same engine; side B's cells take bf16 matmul operands
+        specs["B"] = dataclasses.replace(spec, matmul_dtype=args.matmul_dtype)
+        sides = {"A": (engine, "fused", engine.fused), "B": (engine, "fused", engine.fused)}
+        label = {"A": "matmul_dtype=None", "B": f"matmul_dtype={args.matmul_dtype!r}"}
+    elif args.set:
         module, name, value = target(args.set)
         sides = {"A": (module, name, getattr(module, name)), "B": (module, name, value)}
         label = {"A": f"{name}={getattr(module, name)!r}", "B": args.set}
@@ -100,7 +113,7 @@ def main(argv=None) -> None:
     systems = {}
     for side, (module, name, value) in sides.items():
         setattr(module, name, value)
-        system = RnnlabSystem(spec)  # the train step compiles here; forward and probe below
+        system = RnnlabSystem(specs[side])  # the train step compiles here; forward, probe below
         system.forward()
         system.probe()
         systems[side] = system
