@@ -73,7 +73,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # argparse ends a positional list at the first option, so `run NAME --workdir DIR k=v` would
+    # leave k=v unparsed: overrides after an option are collected here, anything else is an error
+    args, extra = parser.parse_known_args(argv)
+    late = [a for a in extra if "=" in a and not a.startswith("-")] if args.command == "run" else []
+    bad = [a for a in extra if a not in late]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    if late:
+        args.overrides = [*args.overrides, *late]
     try:
         if args.command == "list":
             from rnnlab import registry

@@ -109,3 +109,19 @@ def test_real_experiments_are_registered():
         doc = module.__doc__
         assert "Command:" in doc and "Expected runtime" in doc and "Expected result" in doc
         module.get_config("smoke")
+
+
+def test_cli_overrides_may_follow_the_options(folder):
+    """`run NAME --workdir DIR key=value`: argparse alone would drop the late overrides."""
+    for argv in (
+        ["run", "toy", "--workdir", str(folder / "a"), "model.hidden_size=7"],
+        ["run", "toy", "model.hidden_size=7", "--workdir", str(folder / "b")],
+    ):
+        assert cli.main(argv) == 0
+    for run_dir in ("a", "b"):
+        saved = json.loads((folder / run_dir / "results.json").read_text())
+        assert saved["results"]["value"] == 7.0
+    with pytest.raises(SystemExit):  # anything else left over is still an error
+        cli.main(["run", "toy", "--workdir", str(folder / "c"), "--bogus"])
+    with pytest.raises(SystemExit):
+        cli.main(["list", "model.hidden_size=7"])
