@@ -140,6 +140,36 @@ def torch_matmul_rate(n: int = 1024, k: int = 2048, repeats: int = 5) -> float |
     return 2.0 * n * k * k / min(time_runs(run, warmup=2, repeats=repeats))
 
 
+def tiled_orthogonal(key, H: int, n: int):
+    """``W [H, n*H]``: ``n`` copies of one orthogonal ``[H, H]`` block, so a state scanned through
+    ``W``'s first block (or back through ``W^T / n``) keeps its norm: no overflow, no denormals."""
+    import jax
+    import jax.numpy as jnp
+
+    return jnp.tile(jnp.linalg.qr(jax.random.normal(key, (H, H)))[0], (1, n))
+
+
+def forward_matmuls(h0, w, T: int, mm):
+    """``T`` recurrent matmuls in a ``lax.scan``: ``h <- mm(h, w)[:, :H]`` (``h [B, H]``,
+    ``w [H, G]``), each step's ``h`` stacked as the engine stacks its states: ``[T, B, H]``."""
+    import jax
+
+    H = h0.shape[-1]
+    step = lambda h, _: (mm(h, w)[:, :H],) * 2
+    return jax.lax.scan(step, h0, None, length=T)[1]
+
+
+def backward_matmuls(d0, T: int, n: int, mm, reverse: bool = False):
+    """``T`` backward-scan matmuls: ``d <- [mm(d)] * n`` concatenated (``d [B, G]``, ``mm`` maps
+    it to ``[B, H]``: ``dhr_t W_h^T``), each step's ``d`` stacked as the fused backward stacks
+    its gate cotangents: ``[T, B, G]``."""
+    import jax
+    import jax.numpy as jnp
+
+    step = lambda d, _: (jnp.concatenate([mm(d)] * n, axis=1),) * 2
+    return jax.lax.scan(step, d0, None, length=T, reverse=reverse)[1]
+
+
 def matmuls_alone(spec: Spec, workload: str) -> Callable[[], None]:
     """A callable that runs only the step's matmuls, the way the engine's XLA program runs them.
 
@@ -160,23 +190,19 @@ def matmuls_alone(spec: Spec, workload: str) -> Callable[[], None]:
     B, T, H, V = spec.batch, spec.steps, spec.hidden, spec.vocab
     n = GATES[spec.cell]
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
-    q = jnp.linalg.qr(jax.random.normal(k1, (H, H)))[0]  # orthogonal: the state keeps its norm
-    w = jnp.tile(q, (1, n))  # [H, G]
+    w = tiled_orthogonal(k1, H, n)  # [H, G]
     w_out = jax.random.normal(k2, (H, V)) / H**0.5
     h0 = jax.random.normal(k3, (B, H))
-
     mm = lambda a, b: recurrent_matmul(a, b, None if spec.matmul_dtype == "float32" else "bfloat16")
 
     def forward(w, w_out):
-        step = lambda h, _: (mm(h, w)[:, :H],) * 2
-        _, hs = jax.lax.scan(step, h0, None, length=T)  # hs [T, B, H]
+        hs = forward_matmuls(h0, w, T, mm)  # [T, B, H]
         return hs, hs.reshape(T * B, H) @ w_out
 
     def train(w, w_out):
         hs, logits = forward(w, w_out)
         w_t = w.T / n  # [G, H]: d @ w_t keeps d's scale
-        step = lambda d, _: (jnp.concatenate([mm(d, w_t)] * n, axis=1),) * 2
-        _, ds = jax.lax.scan(step, jnp.tile(h0, (1, n)), None, length=T, reverse=True)
+        ds = backward_matmuls(jnp.tile(h0, (1, n)), T, n, lambda d: mm(d, w_t), reverse=True)
         d_w = hs.reshape(T * B, H).T @ ds.reshape(T * B, -1)  # [H, G]
         d_hs = logits @ w_out.T  # [T*B, H]
         d_w_out = hs.reshape(T * B, H).T @ logits  # [H, V]

@@ -4,7 +4,9 @@
     python benchmarks/matmul_shapes.py --hidden 1024 --gates 3 --batch 64
 
 Each row times ``T`` dependent matmuls in one ``lax.scan`` (the next step's operand is a slice or
-a concatenation of copies of this step's result, as in the engine), medians of round-robin runs:
+a concatenation of copies of this step's result, stacked as the engine stacks its states and gate
+cotangents: :func:`benchmarks.common.forward_matmuls`, ``backward_matmuls``, the scans the
+harness's "matmuls alone" runs too), medians of round-robin runs:
 
 * ``forward``: ``[B, H] x [H, G]``, the recurrent matmul ``h_{t-1} W_h``;
 * ``backward``: ``[B, G] x [G, H]`` against ``W_h^T`` transposed once before the scan (the fused
@@ -42,10 +44,12 @@ def cases(B: int, H: int, n: int, T: int) -> dict:
     import jax
     import jax.numpy as jnp
 
+    from benchmarks.common import backward_matmuls, forward_matmuls, tiled_orthogonal
+
     G = n * H
     f32, bf16 = jnp.float32, jnp.bfloat16
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
-    w = jnp.tile(jnp.linalg.qr(jax.random.normal(k1, (H, H)))[0], (1, n))  # [H, G]
+    w = tiled_orthogonal(k1, H, n)  # [H, G]
     h0, d0 = jax.random.normal(k2, (B, H)), jax.random.normal(k3, (B, G))
     rows_h, rows_d = jax.random.normal(k2, (T * B, H)), jax.random.normal(k3, (T * B, G))
 
@@ -53,24 +57,17 @@ def cases(B: int, H: int, n: int, T: int) -> dict:
         a, b = a.astype(dt), b.astype(dt)
         return jax.lax.dot_general(a, b, (dims, ((), ())), preferred_element_type=f32)
 
-    def forward(dt):
-        def f(h0, w):
-            w = w.astype(dt)  # once, before the loop
-            step = lambda h, _: (dot(h, w, dt)[:, :H], None)
-            return jax.lax.scan(step, h0, None, length=T)[0]
-
-        return f
+    def forward(dt):  # w cast once, before the loop
+        return lambda h0, w: forward_matmuls(h0, w.astype(dt), T, lambda a, b: dot(a, b, dt))
 
     def backward(dt, transposed: bool):
         def f(d0, w):
-            w_t = w.T.astype(dt) / n  # [G, H], materialized before the loop
-            mm = (
-                (lambda d: dot(d, w, dt, ((1,), (1,))) / n)
-                if transposed
-                else (lambda d: dot(d, w_t, dt))
-            )
-            step = lambda d, _: (jnp.concatenate([mm(d)] * n, axis=1), None)
-            return jax.lax.scan(step, d0, None, length=T)[0]
+            if transposed:  # W_h [H, G] contracted on its last axis in the loop
+                mm = lambda d: dot(d, w, dt, ((1,), (1,))) / n
+            else:  # W_h^T [G, H] materialized before the loop
+                w_t = w.T.astype(dt) / n
+                mm = lambda d: dot(d, w_t, dt)
+            return backward_matmuls(d0, T, n, mm)
 
         return f
 
