@@ -11,6 +11,8 @@
     python benchmarks/ab.py --old-fused /tmp/fused_old.py --cell lstm --hidden 512
     # side B's cells take bfloat16 matmul operands (cell option matmul_dtype)
     python benchmarks/ab.py --matmul-dtype bfloat16 --cell lstm --hidden 512
+    # a field of the workload spec on both sides (here: both in bf16, a constant on side B)
+    python benchmarks/ab.py --spec matmul_dtype=bfloat16 --set 'fused.READ_AHEAD={}' --cell gru
     # side A runs an older cell file (here the LSTM of commit 8f230fa)
     git show 8f230fa:rnnlab/cells/lstm.py > /tmp/lstm_old.py
     python benchmarks/ab.py --old-cell /tmp/lstm_old.py --cell lstm --hidden 512
@@ -57,6 +59,13 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--both", metavar="NAME=VALUE", action="append", default=[], help="set on both sides"
     )
+    p.add_argument(
+        "--spec",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a field of the workload spec on both sides, e.g. matmul_dtype=bfloat16",
+    )
     return p.parse_args(argv)
 
 
@@ -72,7 +81,8 @@ def main(argv=None) -> None:
     from benchmarks.rnnlab_system import RnnlabSystem
 
     engine = sys.modules["rnnlab.unroll"]
-    spec = Spec(cell=args.cell, hidden=args.hidden, embed=args.embed)
+    fields = dict(f.split("=", 1) for f in args.spec)
+    spec = Spec(cell=args.cell, hidden=args.hidden, embed=args.embed, **fields)
 
     def target(spec_: str):  # "NAME=VALUE" or "fused.NAME=VALUE" -> (module, NAME, value)
         name, _, value = spec_.partition("=")
@@ -89,7 +99,7 @@ def main(argv=None) -> None:
     specs = {"A": spec, "B": spec}
     if args.matmul_dtype:  # the same engine; side B's cells take bf16 matmul operands
         specs["B"] = dataclasses.replace(spec, matmul_dtype=args.matmul_dtype)
-        sides = {"A": (engine, "fused", engine.fused), "B": (engine, "fused", engine.fused)}
+        sides = {"A": None, "B": None}  # nothing to swap
         label = {"A": "matmul_dtype=None", "B": f"matmul_dtype={args.matmul_dtype!r}"}
     elif args.set:
         module, name, value = target(args.set)
@@ -109,10 +119,12 @@ def main(argv=None) -> None:
             new = cells.module(args.cell)
             sides = {"A": (new, "Cell", old.Cell), "B": (new, "Cell", new.Cell)}
         label = {"A": path, "B": "working tree"}
-    originals = [(m, n, getattr(m, n)) for m, n, _ in sides.values()]
+    originals = [(m, n, getattr(m, n)) for m, n, _ in filter(None, sides.values())]
     systems = {}
-    for side, (module, name, value) in sides.items():
-        setattr(module, name, value)
+    for side, swap in sides.items():
+        if swap:
+            module, name, value = swap
+            setattr(module, name, value)
         system = RnnlabSystem(specs[side])  # the train step compiles here; forward, probe below
         system.forward()
         system.probe()

@@ -20,8 +20,9 @@ CELLS = {"lstm": nnx.OptimizedLSTMCell, "gru": nnx.GRUCell}
 
 class FlaxLM(nnx.Module):
     def __init__(self, spec: Spec, rngs: nnx.Rngs):
-        bf16 = "bfloat16" in (spec.dtype, spec.matmul_dtype)  # flax: dtype is its only knob
-        dtype = jnp.bfloat16 if bf16 else None if spec.dtype == "float32" else jnp.dtype(spec.dtype)
+        dtype = None if spec.dtype == "float32" else jnp.dtype(spec.dtype)
+        if spec.matmul_dtype == "bfloat16":  # flax's only bf16 knob: everything in bf16
+            dtype = jnp.bfloat16
         self.embed = nnx.Embed(spec.vocab, spec.embed, dtype=dtype, rngs=rngs)
         self.cell = CELLS[spec.cell](spec.embed, spec.hidden, dtype=dtype, rngs=rngs)
         self.rnn = nnx.RNN(self.cell, rngs=False)

@@ -36,8 +36,8 @@ class TorchSystem:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=spec.learning_rate)
         # --dtype bfloat16: autocast on CUDA. --matmul-dtype bfloat16: autocast on CPU too
         # (oneDNN's bf16 LSTM/GRU, fast on CPUs with AVX512-BF16 or AMX)
-        cuda = self.device.type == "cuda"
-        self.autocast = "bfloat16" in (spec.dtype if cuda else None, spec.matmul_dtype)
+        on_cuda = self.device.type == "cuda" and spec.dtype == "bfloat16"
+        self.autocast = on_cuda or spec.matmul_dtype == "bfloat16"
 
     def sync(self) -> None:
         if self.device.type == "cuda":

@@ -62,6 +62,16 @@ def test_ab_compares_an_older_cell_file(tmp_path):
     assert "| train_step |" in text
 
 
+def test_ab_compares_bf16_matmuls_and_takes_spec_fields(tmp_path):
+    script = ROOT / "benchmarks" / "ab.py"
+    tiny = ["--cell", "gru", "--hidden", "16", "--repeats", "2"]
+    text = run([str(script), "--matmul-dtype", "bfloat16", *tiny], tmp_path)
+    assert "A: matmul_dtype=None" in text and "B: matmul_dtype='bfloat16'" in text
+    args = ["--spec", "matmul_dtype=bfloat16", "--set", "FUSED_MIN_HIDDEN=10**9", *tiny]
+    text = run([str(script), *args], tmp_path)
+    assert "B: FUSED_MIN_HIDDEN=10**9" in text and "| probe |" in text
+
+
 def test_harness_times_the_matmuls_alone(tmp_path):
     """The train table has the matmuls-alone column, timed with the systems; nothing else runs."""
     script = ROOT / "benchmarks" / "harness.py"
