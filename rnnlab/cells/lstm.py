@@ -96,6 +96,10 @@ class Cell(nn.Module):
     # 80.4 ms without vs 83.6 ms with (python benchmarks/ab.py --set 'fused.READ_AHEAD={}').
     read_ahead = False
 
+    # rnnlab.fused runs this cell's time loop as the native CPU kernel (rnnlab.native) where it
+    # applies (rnnlab.fused.takes_native); the carry (c, h) and gate order are the kernel's.
+    native = "lstm"
+
     # Optional dense-recurrence methods (used by rnnlab.fused's fast backward):
     # step(carry, xp_t) == gates(carry, xp_t, recurrent_state(carry) @ W_h + b_h).
     def recurrent_kernel(self) -> tuple[jax.Array, None]:

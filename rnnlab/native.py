@@ -1,0 +1,169 @@
+"""Native CPU kernels: the LSTM's whole time loop as one XLA custom call (forward and backward).
+
+Under XLA:CPU a time step of the LSTM is ~25 small kernels around two per-step matmuls that
+YNNPACK runs well below the large-matmul rate (BENCHMARKS.md). ``rnnlab/native/lstm_cpu.cc``
+runs the loop in C++ instead: per step one register-blocked AVX-512 matmul per thread with the
+gate math on the tile just computed, one barrier between threads. :mod:`rnnlab.fused` uses it
+for the LSTM's training forward and backward (its custom VJP; the weight gradient stays one XLA
+matmul over all ``T*B`` rows) when :func:`usable` says so, and otherwise the XLA scan.
+
+The kernel is compiled on first use with the system C++ compiler (``$CXX``, else ``g++``)
+against the XLA FFI headers that ship with jaxlib, and cached by source hash under
+``$RNNLAB_NATIVE_CACHE`` (default ``~/.cache/rnnlab/native``). ``RNNLAB_NATIVE=0`` turns the
+kernels off. Where there is no compiler, no AVX-512F, or the backend is not the CPU,
+:func:`available` is False and nothing changes.
+
+Shapes: ``T`` time, ``B`` batch, ``H`` hidden; gates ``[.., 4H]`` in the order i, f, g, o.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SOURCE = pathlib.Path(__file__).with_name("native") / "lstm_cpu.cc"
+FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-mavx512f", "-mavx512dq", "-mfma")
+#: under ``jax.vmap`` (e.g. the trainer's seeds) the kernel runs once per batch entry
+VMAP = "sequential"
+#: panel width of the kernel's matmul: H must split into multiples of it per thread
+PANEL = 32
+
+
+def _cpu_has_avx512f() -> bool:
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    try:
+        return " avx512f " in pathlib.Path("/proc/cpuinfo").read_text().replace("\n", " ")
+    except OSError:
+        return False
+
+
+def _cache_dir() -> pathlib.Path:
+    default = pathlib.Path.home() / ".cache" / "rnnlab" / "native"
+    return pathlib.Path(os.environ.get("RNNLAB_NATIVE_CACHE", default))
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    """Compile (once per source and jaxlib) and load the kernel library; None if impossible."""
+    if os.environ.get("RNNLAB_NATIVE", "1") == "0" or not _cpu_has_avx512f():
+        return None
+    cxx = shutil.which(os.environ.get("CXX", "g++"))
+    if cxx is None:
+        return None
+    include = jax.ffi.include_dir()
+    key = hashlib.sha256(
+        SOURCE.read_bytes() + " ".join((cxx, include, *FLAGS)).encode()
+    ).hexdigest()[:16]
+    target = _cache_dir() / f"lstm_cpu-{key}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            out = pathlib.Path(tmp) / target.name
+            cmd = [cxx, *FLAGS, f"-I{include}", str(SOURCE), "-o", str(out)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                warnings.warn(
+                    f"rnnlab.native: compiling {SOURCE.name} failed, using the XLA scan:\n"
+                    f"{' '.join(cmd)}\n{done.stderr[-2000:]}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return None
+            os.replace(out, target)  # atomic: concurrent first uses race harmlessly
+    lib = ctypes.cdll.LoadLibrary(str(target))
+    for name, symbol in (("forward", lib.LstmForward), ("backward", lib.LstmBackward)):
+        jax.ffi.register_ffi_target(
+            f"rnnlab_lstm_{name}", jax.ffi.pycapsule(symbol), platform="cpu"
+        )
+    return lib
+
+
+def available() -> bool:
+    """Whether the native kernels can run here (CPU backend, AVX-512F, a compiler)."""
+    return jax.default_backend() == "cpu" and _library() is not None
+
+
+def threads(hidden: int) -> int:
+    """Threads the kernel uses for ``hidden`` units: the most (up to the CPUs this process may
+    run on) that split ``H`` into equal multiples of :data:`PANEL`; 0 when none does."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = max(1, int(os.environ.get("RNNLAB_NATIVE_THREADS", cpus or 1)))
+    while n > 0 and hidden % (PANEL * n):
+        n -= 1
+    return n
+
+
+def usable(hidden: int, *dtypes) -> bool:
+    """Whether the LSTM kernel takes a layer of ``hidden`` units computing in ``dtypes``."""
+    return (
+        all(jnp.dtype(d) == jnp.float32 for d in dtypes)
+        and threads(hidden) > 0
+        and available()
+    )
+
+
+def _require() -> None:
+    if _library() is None:
+        raise RuntimeError(
+            "rnnlab.native: the LSTM kernel is not available here (it needs the CPU backend, "
+            "AVX-512F and a C++ compiler; see rnnlab.native.available())"
+        )
+
+
+def lstm_forward(xp, ids, w, c0, h0, *, save: bool):
+    """The LSTM over ``T`` steps from the projected inputs.
+
+    Args:
+      xp: ``[T, B, 4H]`` projected inputs ``W_x x_t + b``; or, with ``ids``, the projected
+        embedding table ``[V, 4H]`` (step ``t`` reads rows ``ids[t]``, clipped to ``[0, V)``).
+      ids: ``[T, B]`` int token ids, or None.
+      w: ``W_h [H, 4H]``.  c0, h0: ``[B, H]``.
+      save: also return the activated gates for :func:`lstm_backward`.
+
+    Returns:
+      ``(hs, cs, acts)``: ``h_t`` and ``c_t`` for all t ``[T, B, H]``, and the activated
+      ``(i, f, g, o)`` ``[T, B, 4H]`` (an empty array unless ``save``).
+    """
+    _require()
+    B, H = h0.shape
+    T = ids.shape[0] if ids is not None else xp.shape[0]
+    ids = jnp.zeros((0,), jnp.int32) if ids is None else ids.astype(jnp.int32)
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    acts = f32(T, B, 4 * H) if save else f32(0)
+    outs = (f32(T, B, H), f32(T, B, H), acts)
+    call = jax.ffi.ffi_call("rnnlab_lstm_forward", outs, vmap_method=VMAP)
+    return call(xp, ids, w, c0, h0, threads=np.int64(threads(H)))
+
+
+def lstm_backward(w, acts, cs, c0, d_hs, d_cT, d_hT):
+    """Cotangents through the loop of :func:`lstm_forward` (with ``save``).
+
+    Args:
+      w: ``W_h [H, 4H]``.  acts: ``[T, B, 4H]`` and cs: ``[T, B, H]`` from the forward.
+      c0: ``[B, H]``.  d_hs: ``[T, B, H]`` cotangent of every ``h_t`` as an output.
+      d_cT, d_hT: ``[B, H]`` cotangents of the final carry.
+
+    Returns:
+      ``(d_pre [T, B, 4H], d_c0 [B, H], d_h0 [B, H])``: ``d_pre`` is the cotangent of each
+      step's pre-activations ``xp_t + h_{t-1} W_h``, from which the weight gradient is
+      ``H_prev^T d_pre`` over all ``T*B`` rows.
+    """
+    _require()
+    T, B, H = cs.shape
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    outs = (f32(T, B, 4 * H), f32(B, H), f32(B, H))
+    call = jax.ffi.ffi_call("rnnlab_lstm_backward", outs, vmap_method=VMAP)
+    return call(w, acts, cs, c0, d_hs, d_cT, d_hT, threads=np.int64(threads(H)))

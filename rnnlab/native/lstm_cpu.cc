@@ -1,0 +1,420 @@
+// The LSTM's whole time loop as one XLA:CPU custom call (rnnlab.native), forward and backward.
+//
+// Why: under XLA:CPU each LSTM time step is ~25 small kernels plus two per-step matmuls that
+// YNNPACK runs at ~65% of the large-matmul rate (BENCHMARKS.md, "Where the LSTM step's time
+// goes"). Here a step is one register-blocked AVX-512 matmul per thread with the gate math
+// done on the tile it just computed, and one barrier between the threads per step.
+//
+// Shapes: T time, B batch, H hidden, G = 4H (gate order i, f, g, o as in rnnlab.cells.lstm).
+// Work split: thread r of n owns hidden units [r*U, (r+1)*U), U = H/n, and with them the gate
+// columns {g*H + u}: its gate math needs no other thread's gates. Forward step t:
+//     pre[B, 4U] = xp_t[:, mine] + h_{t-1} [B, H] @ W_h[:, mine]      (h_{t-1}: all threads')
+//     c_t = sig(f) c_{t-1} + sig(i) tanh(g),   h_t = sig(o) tanh(c_t)  (my units)
+//     barrier (h_t complete before step t+1 reads it)
+// Backward step t (reverse), with dh = dy_t + dh_rec, dc the carried cotangent:
+//     do = dh tanh(c_t) o(1-o);  dc += dh o (1 - tanh(c_t)^2)
+//     di = dc g i(1-i);  df = dc c_{t-1} f(1-f);  dg = dc i (1-g^2);  dc <- dc f   (my units)
+//     barrier (dgates_t complete)
+//     dh_rec[B, mine] = dgates_t [B, 4H] @ W_h^T[:, mine]
+// The weight gradients are left to XLA: one [H, T*B] x [T*B, 4H] matmul (rnnlab.fused).
+//
+// Compiled on first use by rnnlab/native.py (g++ -O3 -mavx512f ...); the Python side checks
+// that the CPU has AVX-512F before it uses this, and falls back to the XLA scan otherwise.
+
+#include <immintrin.h>
+
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int NR = 32;  // panel width: two zmm registers of float32
+constexpr int MR = 8;   // rows per register tile
+
+// ------------------------------------------------------------------------------- thread pool
+
+// A spin-then-sleep barrier for n threads (sense reversal).
+class Barrier {
+ public:
+  void reset(int n) {
+    n_ = n;
+    count_.store(0);
+    flag_.store(0);
+  }
+  void wait(int &sense) {
+    sense ^= 1;
+    if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+      count_.store(0, std::memory_order_relaxed);
+      flag_.store(sense, std::memory_order_release);
+      flag_.notify_all();
+      return;
+    }
+    for (int spin = 0; spin < 20000; ++spin) {
+      if (flag_.load(std::memory_order_acquire) == sense) return;
+      _mm_pause();
+    }
+    while (flag_.load(std::memory_order_acquire) != sense) flag_.wait(1 - sense);
+  }
+
+ private:
+  int n_ = 1;
+  std::atomic<int> count_{0};
+  std::atomic<int> flag_{0};
+};
+
+// Persistent workers; run(n, f) calls f(0..n-1) on the caller and n-1 workers. One job at a
+// time (a mutex), so concurrent custom calls queue rather than share workers.
+class Pool {
+ public:
+  static Pool &get() {
+    static Pool *pool = new Pool();  // never destroyed: workers outlive static destruction
+    return *pool;
+  }
+
+  void run(int n, const std::function<void(int, Barrier &)> &f) {
+    std::lock_guard<std::mutex> job_lock(job_mutex_);
+    while (static_cast<int>(workers_.size()) < n - 1) {
+      int id = static_cast<int>(workers_.size()) + 1;
+      workers_.emplace_back([this, id] { loop(id); });
+      workers_.back().detach();
+    }
+    barrier_.reset(n);
+    job_ = &f;
+    active_ = n;
+    pending_.store(n - 1);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++generation_;
+    }
+    wake_.notify_all();
+    f(0, barrier_);
+    while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  }
+
+ private:
+  void loop(int id) {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+      }
+      if (id < active_) {
+        (*job_)(id, barrier_);
+        pending_.fetch_sub(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+
+  std::mutex job_mutex_, mutex_;
+  std::condition_variable wake_;
+  uint64_t generation_ = 0;
+  std::vector<std::thread> workers_;
+  const std::function<void(int, Barrier &)> *job_ = nullptr;
+  int active_ = 0;
+  std::atomic<int> pending_{0};
+  Barrier barrier_;
+};
+
+// ---------------------------------------------------------------------------- vector math
+
+// exp(x) for float32 lanes: range reduction by ln 2, degree-6 polynomial, scalef (rel. err.
+// ~2e-7 over the clamped range).
+inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3f)), _mm512_set1_ps(-88.3f));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+inline __m512 sigmoid512(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  return _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+// tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|); for |x| < 0.04 the odd Taylor series
+// x - x^3/3 + 2x^5/15, which avoids the cancellation in 1 - e.
+inline __m512 tanh512(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  __m512 ax = _mm512_abs_ps(x);
+  __m512 e = exp512(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0f)));
+  __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+  t = _mm512_castsi512_ps(_mm512_or_si512(  // copy the sign of x
+      _mm512_castps_si512(t),
+      _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x80000000))));
+  __m512 x2 = _mm512_mul_ps(x, x);
+  __m512 s = _mm512_fmadd_ps(x2, _mm512_set1_ps(2.0f / 15), _mm512_set1_ps(-1.0f / 3));
+  s = _mm512_fmadd_ps(_mm512_mul_ps(s, x2), x, x);
+  __mmask16 small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.04f), _CMP_LT_OQ);
+  return _mm512_mask_blend_ps(small, t, s);
+}
+
+// ------------------------------------------------------------------------------ the matmul
+
+// C[m, 0:NR] = init[m][0:NR] + sum_k A[m*lda + k] * P[k*NR + 0:NR], m < M (M <= MR).
+// P: a K x NR panel, row-major. init[m] may alias C's row.
+template <int M>
+inline void tile(int K, const float *A, int64_t lda, const float *P, const float *const *init,
+                 float *const *C) {
+  __m512 c0[M], c1[M];
+  for (int m = 0; m < M; ++m) {
+    c0[m] = _mm512_loadu_ps(init[m]);
+    c1[m] = _mm512_loadu_ps(init[m] + 16);
+  }
+  for (int k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_load_ps(P + k * NR);
+    const __m512 b1 = _mm512_load_ps(P + k * NR + 16);
+    for (int m = 0; m < M; ++m) {
+      const __m512 a = _mm512_set1_ps(A[m * lda + k]);
+      c0[m] = _mm512_fmadd_ps(a, b0, c0[m]);
+      c1[m] = _mm512_fmadd_ps(a, b1, c1[m]);
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    _mm512_storeu_ps(C[m], c0[m]);
+    _mm512_storeu_ps(C[m] + 16, c1[m]);
+  }
+}
+
+// Rows [m0, m0+M) of one panel: dispatch the tile height.
+inline void tile_rows(int M, int K, const float *A, int64_t lda, const float *P,
+                      const float *const *init, float *const *C) {
+  switch (M) {
+    case 8: return tile<8>(K, A, lda, P, init, C);
+    case 7: return tile<7>(K, A, lda, P, init, C);
+    case 6: return tile<6>(K, A, lda, P, init, C);
+    case 5: return tile<5>(K, A, lda, P, init, C);
+    case 4: return tile<4>(K, A, lda, P, init, C);
+    case 3: return tile<3>(K, A, lda, P, init, C);
+    case 2: return tile<2>(K, A, lda, P, init, C);
+    default: return tile<1>(K, A, lda, P, init, C);
+  }
+}
+
+struct AlignedBuffer {
+  float *p = nullptr;
+  explicit AlignedBuffer(size_t n) { p = static_cast<float *>(std::aligned_alloc(64, ((n * 4 + 63) / 64) * 64 + 64)); }
+  ~AlignedBuffer() { std::free(p); }
+};
+
+// ----------------------------------------------------------------------------- the forward
+
+// Inputs: xp [T, B, 4H] (or table [V, 4H] with ids [T, B]), w [H, 4H], c0, h0 [B, H].
+// Outputs: hs, cs [T, B, H]; acts [T, B, 4H] (activated i, f, g, o; size 0 when not saved).
+ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
+                           ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> c0,
+                           ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> hs,
+                           ffi::ResultBuffer<ffi::F32> cs, ffi::ResultBuffer<ffi::F32> acts,
+                           int64_t threads) {
+  const auto hs_dims = hs->dimensions();
+  const int64_t T = hs_dims[0], B = hs_dims[1], H = hs_dims[2], G = 4 * H;
+  const bool use_ids = ids.element_count() > 0;
+  const int64_t V = use_ids ? xp.dimensions()[0] : 0;
+  const bool save = acts->element_count() > 0;
+  const int n = static_cast<int>(threads);
+  if (H % (NR * n) != 0) return ffi::Error::InvalidArgument("lstm_forward: H % (32 * threads) != 0");
+  const int64_t U = H / n, cols = 4 * U, panels = cols / NR;
+  const float *W = w.typed_data(), *X = xp.typed_data();
+  const int32_t *I = use_ids ? ids.typed_data() : nullptr;
+  float *HS = hs->typed_data(), *CS = cs->typed_data(), *ACT = save ? acts->typed_data() : nullptr;
+  const float *C0 = c0.typed_data(), *H0 = h0.typed_data();
+
+  Pool::get().run(n, [&](int r, Barrier &barrier) {
+    const int64_t u0 = r * U;
+    // my columns of W_h, packed in panels of NR: panel p = gate p / (U/NR), units block p % ..
+    AlignedBuffer packed(static_cast<size_t>(H) * cols);
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t g = p / (U / NR), j0 = u0 + (p % (U / NR)) * NR;
+      float *dst = packed.p + p * H * NR;
+      for (int64_t k = 0; k < H; ++k) std::memcpy(dst + k * NR, W + k * G + g * H + j0, NR * 4);
+    }
+    AlignedBuffer pre(static_cast<size_t>(B) * cols);  // [B, 4U]: gates before activation
+    std::vector<const float *> xrow(B);
+    int sense = 0;
+    const float *init[MR];
+    float *out[MR];
+    for (int64_t t = 0; t < T; ++t) {
+      const float *hprev = t == 0 ? H0 : HS + (t - 1) * B * H;  // [B, H]
+      const float *cprev = t == 0 ? C0 : CS + (t - 1) * B * H;
+      for (int64_t b = 0; b < B; ++b) {
+        int64_t row = t * B + b;
+        if (use_ids) row = std::min<int64_t>(std::max<int32_t>(I[row], 0), V - 1);
+        xrow[b] = X + row * G;
+      }
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t g = p / (U / NR), j0 = u0 + (p % (U / NR)) * NR;
+        for (int64_t m0 = 0; m0 < B; m0 += MR) {
+          const int M = static_cast<int>(std::min<int64_t>(MR, B - m0));
+          for (int m = 0; m < M; ++m) {
+            init[m] = xrow[m0 + m] + g * H + j0;
+            out[m] = pre.p + (m0 + m) * cols + p * NR;
+          }
+          tile_rows(M, static_cast<int>(H), hprev + m0 * H, H, packed.p + p * H * NR, init, out);
+        }
+      }
+      float *hnext = HS + t * B * H, *cnext = CS + t * B * H;
+      float *act = save ? ACT + t * B * G : nullptr;
+      for (int64_t b = 0; b < B; ++b) {
+        const float *pr = pre.p + b * cols;
+        for (int64_t v = 0; v < U; v += 16) {
+          const __m512 i = sigmoid512(_mm512_loadu_ps(pr + v));
+          const __m512 f = sigmoid512(_mm512_loadu_ps(pr + U + v));
+          const __m512 gg = tanh512(_mm512_loadu_ps(pr + 2 * U + v));
+          const __m512 o = sigmoid512(_mm512_loadu_ps(pr + 3 * U + v));
+          const int64_t at = b * H + u0 + v;
+          const __m512 c = _mm512_fmadd_ps(f, _mm512_loadu_ps(cprev + at), _mm512_mul_ps(i, gg));
+          _mm512_storeu_ps(cnext + at, c);
+          _mm512_storeu_ps(hnext + at, _mm512_mul_ps(o, tanh512(c)));
+          if (save) {
+            float *a = act + b * G + u0 + v;
+            _mm512_storeu_ps(a, i);
+            _mm512_storeu_ps(a + H, f);
+            _mm512_storeu_ps(a + 2 * H, gg);
+            _mm512_storeu_ps(a + 3 * H, o);
+          }
+        }
+      }
+      barrier.wait(sense);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+// ---------------------------------------------------------------------------- the backward
+
+// Inputs: w [H, 4H], acts [T, B, 4H], cs [T, B, H], c0 [B, H], dys [T, B, H] (cotangent of
+// the outputs h_t), dcT, dhT [B, H] (of the final carry).
+// Outputs: dgates [T, B, 4H] (cotangent of the pre-activations), dc0, dh0 [B, H].
+ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
+                            ffi::Buffer<ffi::F32> cs, ffi::Buffer<ffi::F32> c0,
+                            ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dcT,
+                            ffi::Buffer<ffi::F32> dhT, ffi::ResultBuffer<ffi::F32> dgates,
+                            ffi::ResultBuffer<ffi::F32> dc0, ffi::ResultBuffer<ffi::F32> dh0,
+                            int64_t threads) {
+  const auto dims = cs.dimensions();
+  const int64_t T = dims[0], B = dims[1], H = dims[2], G = 4 * H;
+  const int n = static_cast<int>(threads);
+  if (H % (NR * n) != 0) return ffi::Error::InvalidArgument("lstm_backward: H % (32 * threads) != 0");
+  const int64_t U = H / n, panels = U / NR;
+  const float *W = w.typed_data(), *ACT = acts.typed_data(), *CS = cs.typed_data();
+  const float *C0 = c0.typed_data(), *DY = dys.typed_data();
+  float *DG = dgates->typed_data(), *DC0 = dc0->typed_data(), *DH0 = dh0->typed_data();
+  const float *DCT = dcT.typed_data(), *DHT = dhT.typed_data();
+
+  Pool::get().run(n, [&](int r, Barrier &barrier) {
+    const int64_t u0 = r * U;
+    // W_h^T [4H, H] restricted to my units, in panels of NR units: P[k, j] = W[u0 + j, k]
+    AlignedBuffer packed(static_cast<size_t>(G) * U);
+    for (int64_t p = 0; p < panels; ++p) {
+      float *dst = packed.p + p * G * NR;
+      for (int64_t j = 0; j < NR; ++j) {
+        const float *src = W + (u0 + p * NR + j) * G;
+        for (int64_t k = 0; k < G; ++k) dst[k * NR + j] = src[k];
+      }
+    }
+    // my units' carried cotangents, [B, U] each; dh_rec starts as dL/dh_T, dc as dL/dc_T
+    std::vector<float> dh(B * U), dc(B * U);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t v = 0; v < U; ++v) {
+        dh[b * U + v] = DHT[b * H + u0 + v];
+        dc[b * U + v] = DCT[b * H + u0 + v];
+      }
+    int sense = 0;
+    const float *init[MR];
+    float *out[MR];
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const float *act = ACT + t * B * G, *ct = CS + t * B * H, *dy = DY + t * B * H;
+      const float *cprev = t == 0 ? C0 : CS + (t - 1) * B * H;
+      float *dg = DG + t * B * G;
+      for (int64_t b = 0; b < B; ++b) {
+        for (int64_t v = 0; v < U; v += 16) {
+          const int64_t at = b * H + u0 + v;
+          const float *a = act + b * G + u0 + v;
+          const __m512 i = _mm512_loadu_ps(a), f = _mm512_loadu_ps(a + H);
+          const __m512 g = _mm512_loadu_ps(a + 2 * H), o = _mm512_loadu_ps(a + 3 * H);
+          const __m512 d_h = _mm512_add_ps(_mm512_loadu_ps(dy + at), _mm512_loadu_ps(&dh[b * U + v]));
+          const __m512 tc = tanh512(_mm512_loadu_ps(ct + at));
+          __m512 d_c = _mm512_loadu_ps(&dc[b * U + v]);
+          d_c = _mm512_fmadd_ps(_mm512_mul_ps(d_h, o), _mm512_fnmadd_ps(tc, tc, one), d_c);
+          const __m512 d_o = _mm512_mul_ps(_mm512_mul_ps(d_h, tc), _mm512_mul_ps(o, _mm512_sub_ps(one, o)));
+          const __m512 d_i = _mm512_mul_ps(_mm512_mul_ps(d_c, g), _mm512_mul_ps(i, _mm512_sub_ps(one, i)));
+          const __m512 d_f = _mm512_mul_ps(_mm512_mul_ps(d_c, _mm512_loadu_ps(cprev + at)),
+                                           _mm512_mul_ps(f, _mm512_sub_ps(one, f)));
+          const __m512 d_g = _mm512_mul_ps(_mm512_mul_ps(d_c, i), _mm512_fnmadd_ps(g, g, one));
+          _mm512_storeu_ps(&dc[b * U + v], _mm512_mul_ps(d_c, f));
+          float *o_ = dg + b * G + u0 + v;
+          _mm512_storeu_ps(o_, d_i);
+          _mm512_storeu_ps(o_ + H, d_f);
+          _mm512_storeu_ps(o_ + 2 * H, d_g);
+          _mm512_storeu_ps(o_ + 3 * H, d_o);
+        }
+      }
+      barrier.wait(sense);  // dgates_t complete: every thread reads all of it
+      for (int64_t p = 0; p < panels; ++p) {
+        for (int64_t m0 = 0; m0 < B; m0 += MR) {
+          const int M = static_cast<int>(std::min<int64_t>(MR, B - m0));
+          for (int m = 0; m < M; ++m) out[m] = &dh[(m0 + m) * U + p * NR];
+          static const float zeros[NR] = {0};
+          for (int m = 0; m < M; ++m) init[m] = zeros;
+          tile_rows(M, static_cast<int>(G), dg + m0 * G, G, packed.p + p * G * NR, init, out);
+        }
+      }
+    }
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t v = 0; v < U; ++v) {
+        DH0[b * H + u0 + v] = dh[b * U + v];
+        DC0[b * H + u0 + v] = dc[b * U + v];
+      }
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmForward, LstmForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // xp [T, B, 4H] or table [V, 4H]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // ids [T, B] or [0]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w [H, 4H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // c0 [B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // h0 [B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // hs [T, B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // cs [T, B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H] or [0]
+                                  .Attr<int64_t>("threads"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmBackward, LstmBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w [H, 4H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // cs [T, B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // c0 [B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dys [T, B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dcT [B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dhT [B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dgates [T, B, 4H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dc0 [B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
+                                  .Attr<int64_t>("threads"));

@@ -1,0 +1,155 @@
+"""The native LSTM loop (rnnlab.native) against the autodiff scan, the reference: values and
+gradients equal to 1e-5 in float32, for every way the engine feeds it (projected inputs, narrow
+inputs projected by the engine, embedded token ids), and the cases it must leave to XLA.
+
+The kernel needs an x86 CPU with AVX-512F and a C++ compiler; where either is missing,
+``rnnlab.native.available()`` is False and the engine runs the XLA scan (tested at the end)."""
+
+import importlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rnnlab import fused, native
+from rnnlab.unroll import Embedded, make_cell, unroll
+
+engine = importlib.import_module("rnnlab.unroll")  # the module (rnnlab.unroll is the function)
+
+needs_kernel = pytest.mark.skipif(
+    not (native._cpu_has_avx512f() and shutil.which("g++")),
+    reason="the native kernel needs AVX-512F and g++ (elsewhere the XLA scan runs: tested below)",
+)
+B, T, D, V = 5, 9, 7, 11
+
+
+def setup(H, seed=0):
+    cell = make_cell("lstm", H)
+    k = jax.random.split(jax.random.PRNGKey(seed), 6)
+    xs = jax.random.normal(k[0], (B, T, D))
+    params = cell.init(k[1], cell.initialize_carry(None, (B, D)), xs[:, 0])
+    carry = jax.tree.map(
+        lambda z: 0.5 * jax.random.normal(k[2], z.shape), cell.initialize_carry(None, (B, D))
+    )
+    ids = jax.random.randint(k[3], (B, T), 0, V)
+    table = jax.random.normal(k[4], (V, D))
+    w_out = jax.random.normal(k[5], (H,))
+    return cell, params, xs, carry, ids, table, w_out
+
+
+def loss_and_grads(cell, params, xs, carry, w_out, backward):
+    """A loss that reads every output and the final carry, and its gradient wrt all inputs."""
+
+    def loss(params, carry, xs):
+        (c, h), ys, _ = unroll(cell, params, xs, carry, backward=backward)
+        return jnp.sum(jnp.tanh(ys) @ w_out) + jnp.sum(c**2) + jnp.sum(h @ w_out)
+
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(params, carry, xs)
+
+
+def assert_close(got, want, tol=1e-5):
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        scale = max(1.0, float(jnp.abs(w).max()))
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=0, atol=tol * scale)
+
+
+def test_the_engine_hands_the_lstm_to_the_kernel_only_where_it_applies():
+    """``takes_native``: the LSTM in float32 with H a multiple of 32; not masked, perturbed,
+    per-step remat, returned states, bf16 matmuls, another cell, or RNNLAB_NATIVE=0."""
+    lstm, gru = make_cell("lstm", 64), make_cell("gru", 64)
+    w = jnp.zeros((64, 256))
+    carry = (jnp.zeros((2, 64)), jnp.zeros((2, 64)))
+    xp = {"xp": jnp.zeros((3, 2, 256))}
+    takes = lambda cell=lstm, w=w, carry=carry, inputs=xp, **kw: fused.takes_native(
+        cell, w, None, carry, inputs, **kw
+    )
+    assert takes() == native.available()
+    assert not takes(cell=gru)
+    assert not takes(cell=make_cell("lstm", 64, {"matmul_dtype": "bfloat16"}))
+    assert not takes(w=jnp.zeros((48, 192)))  # 48 units do not split into 32-wide panels
+    assert not takes(w=w.astype(jnp.float64) if jax.config.x64_enabled else w.astype(jnp.bfloat16))
+    assert not takes(inputs=xp | {"valid": jnp.ones((3, 2), bool)})
+    assert not takes(inputs=xp | {"eps": carry})
+    assert not takes(return_states=True)
+    assert not takes(remat=True)
+
+
+@needs_kernel
+def test_kernel_is_built_and_used(monkeypatch):
+    """On this machine the kernel must compile, and the engine must call it."""
+    assert native.available()
+    calls = []
+    real = native.lstm_forward
+    monkeypatch.setattr(native, "lstm_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cell, params, xs, carry, *_ = setup(64)
+    unroll(cell, params, xs, carry, backward="fused")
+    assert calls
+
+
+@needs_kernel
+@pytest.mark.parametrize("H", [32, 64, 96])
+@pytest.mark.parametrize("inputs", ["projected", "in_loop", "ids"])
+def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, H, inputs):
+    """H=96 with 2 CPUs runs one thread (96 = 3 panels); 64 runs two: both splits are covered
+    where the machine has 2+ CPUs (RNNLAB_NATIVE_THREADS sets it)."""
+    cell, params, xs, carry, ids, table, w_out = setup(H)
+    monkeypatch.setattr(engine, "IN_LOOP_MAX_D", {jax.default_backend(): D if inputs == "in_loop" else 0})
+    if inputs == "ids":
+        xs = Embedded(ids, table)  # V = 11 < T*B: the kernel gathers the projected table's rows
+
+        def grads(backward):  # wrt the table too
+            def loss(params, carry, table):
+                (c, h), ys, _ = unroll(cell, params, Embedded(ids, table), carry, backward=backward)
+                return jnp.sum(jnp.tanh(ys) @ w_out) + jnp.sum(c**2) + jnp.sum(h @ w_out)
+
+            return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(params, carry, table)
+
+        got, want = grads("fused"), grads("autodiff")
+    else:
+        got = loss_and_grads(cell, params, xs, carry, w_out, "fused")
+        want = loss_and_grads(cell, params, xs, carry, w_out, "autodiff")
+    assert_close(got, want)
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", ["1", "2", "4"])
+def test_thread_counts_agree(monkeypatch, threads):
+    """The work split over threads (units 0..H/n per thread) gives the same values."""
+    monkeypatch.setenv("RNNLAB_NATIVE_THREADS", threads)
+    cell, params, xs, carry, *_, w_out = setup(128, seed=1)
+    got = loss_and_grads(cell, params, xs, carry, w_out, "fused")
+    want = loss_and_grads(cell, params, xs, carry, w_out, "autodiff")
+    assert_close(got, want)
+
+
+@needs_kernel
+def test_vmap_over_seeds_and_long_sequences():
+    """Under vmap (the trainer's seeds) the call runs per seed; saturated gates stay finite."""
+    cell, params, xs, carry, *_, w_out = setup(64)
+    stacked = jax.tree.map(lambda p: jnp.stack([p, 3.0 * p]), params)
+    f = lambda backward: jax.vmap(
+        lambda p: loss_and_grads(cell, p, 4.0 * xs, carry, w_out, backward)
+    )(stacked)
+    got, want = f("fused"), f("autodiff")
+    assert all(bool(jnp.isfinite(a).all()) for a in jax.tree.leaves(got))
+    assert_close(got, want)
+
+
+def test_switched_off_runs_the_xla_scan(monkeypatch):
+    """RNNLAB_NATIVE=0 (or no compiler / no AVX-512F): the engine runs the XLA scan, with the
+    same results, and calling the kernel directly says why it cannot run."""
+    monkeypatch.setenv("RNNLAB_NATIVE", "0")
+    native._library.cache_clear()
+    try:
+        assert not native.available()
+        cell, params, xs, carry, *_, w_out = setup(64)
+        got = loss_and_grads(cell, params, xs, carry, w_out, "fused")
+        want = loss_and_grads(cell, params, xs, carry, w_out, "autodiff")
+        assert_close(got, want)
+        with pytest.raises(RuntimeError, match="not available"):
+            native.lstm_forward(jnp.zeros((2, 1, 128)), None, jnp.zeros((32, 128)),
+                                jnp.zeros((1, 32)), jnp.zeros((1, 32)), save=False)  # fmt: skip
+    finally:
+        native._library.cache_clear()
