@@ -24,13 +24,13 @@
 #include <immintrin.h>
 
 #include <atomic>
+#include <chrono>
+#include <memory>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -41,6 +41,9 @@ namespace {
 
 constexpr int NR = 32;  // panel width: two zmm registers of float32
 constexpr int MR = 8;   // rows per register tile
+#ifndef SPIN
+#define SPIN 2000
+#endif
 
 // ------------------------------------------------------------------------------- thread pool
 
@@ -60,7 +63,7 @@ class Barrier {
       flag_.notify_all();
       return;
     }
-    for (int spin = 0; spin < 20000; ++spin) {
+    for (int spin = 0; spin < SPIN; ++spin) {
       if (flag_.load(std::memory_order_acquire) == sense) return;
       _mm_pause();
     }
@@ -73,60 +76,65 @@ class Barrier {
   std::atomic<int> flag_{0};
 };
 
-// Persistent workers; run(n, f) calls f(0..n-1) on the caller and n-1 workers. One job at a
-// time (a mutex), so concurrent custom calls queue rather than share workers.
-class Pool {
- public:
-  static Pool &get() {
-    static Pool *pool = new Pool();  // never destroyed: workers outlive static destruction
-    return *pool;
-  }
+// A team for one call: the calling thread (rank 0) and up to n-1 of XLA's intra-op threads,
+// each running f(rank, size, barrier). Helpers that have not started ~200 us after they were
+// scheduled (XLA's threads busy elsewhere) are not waited for: the team is whoever came, cut
+// to the largest size that `fits`. Running on XLA's own threads, not threads of our own,
+// keeps the kernel from competing for the cores with XLA's idle-spinning workers.
+using Work = std::function<void(int rank, int size, Barrier &barrier)>;
 
-  void run(int n, const std::function<void(int, Barrier &)> &f) {
-    std::lock_guard<std::mutex> job_lock(job_mutex_);
-    while (static_cast<int>(workers_.size()) < n - 1) {
-      int id = static_cast<int>(workers_.size()) + 1;
-      workers_.emplace_back([this, id] { loop(id); });
-      workers_.back().detach();
-    }
-    barrier_.reset(n);
-    job_ = &f;
-    active_ = n;
-    pending_.store(n - 1);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++generation_;
-    }
-    wake_.notify_all();
-    f(0, barrier_);
-    while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
-  }
-
- private:
-  void loop(int id) {
-    uint64_t seen = 0;
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
-      }
-      if (id < active_) {
-        (*job_)(id, barrier_);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
-      }
-    }
-  }
-
-  std::mutex job_mutex_, mutex_;
-  std::condition_variable wake_;
-  uint64_t generation_ = 0;
-  std::vector<std::thread> workers_;
-  const std::function<void(int, Barrier &)> *job_ = nullptr;
-  int active_ = 0;
-  std::atomic<int> pending_{0};
-  Barrier barrier_;
+struct TeamState {
+  std::mutex mutex;
+  int joined = 0;
+  bool closed = false;
+  std::atomic<int> size{0};     // 0 until the team is formed
+  std::atomic<int> running{0};  // helpers still working
+  Barrier barrier;
+  const Work *work = nullptr;
 };
+
+template <typename Fits>
+void run_team(ffi::ThreadPool &pool, int n, Fits fits, const Work &work) {
+  auto state = std::make_shared<TeamState>();
+  const int want = static_cast<int>(std::min<int64_t>(n - 1, pool.num_threads()));
+  for (int i = 0; i < want; ++i) {
+    pool.Schedule([state] {
+      int rank;
+      {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        if (state->closed) return;
+        rank = ++state->joined;
+      }
+      int size;
+      while ((size = state->size.load(std::memory_order_acquire)) == 0) _mm_pause();
+      if (rank >= size) return;
+      (*state->work)(rank, size, state->barrier);
+      state->running.fetch_sub(1, std::memory_order_acq_rel);
+    });
+  }
+  int joined;
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(state->mutex);
+      const bool late = std::chrono::steady_clock::now() - start > std::chrono::microseconds(200);
+      if (state->joined == want || late) {
+        state->closed = true;
+        joined = state->joined;
+        break;
+      }
+    }
+    _mm_pause();
+  }
+  int size = joined + 1;
+  while (size > 1 && !fits(size)) --size;
+  state->barrier.reset(size);
+  state->work = &work;
+  state->running.store(size - 1);
+  state->size.store(size, std::memory_order_release);
+  work(0, size, state->barrier);
+  while (state->running.load(std::memory_order_acquire) != 0) _mm_pause();
+}
 
 // ---------------------------------------------------------------------------- vector math
 
@@ -226,22 +234,21 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
                            ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> c0,
                            ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> hs,
                            ffi::ResultBuffer<ffi::F32> cs, ffi::ResultBuffer<ffi::F32> acts,
-                           int64_t threads) {
+                           ffi::ThreadPool pool, int64_t threads) {
   const auto hs_dims = hs->dimensions();
   const int64_t T = hs_dims[0], B = hs_dims[1], H = hs_dims[2], G = 4 * H;
   const bool use_ids = ids.element_count() > 0;
   const int64_t V = use_ids ? xp.dimensions()[0] : 0;
   const bool save = acts->element_count() > 0;
-  const int n = static_cast<int>(threads);
-  if (H % (NR * n) != 0) return ffi::Error::InvalidArgument("lstm_forward: H % (32 * threads) != 0");
-  const int64_t U = H / n, cols = 4 * U, panels = cols / NR;
+  if (H % NR != 0) return ffi::Error::InvalidArgument("lstm_forward: H % 32 != 0");
+  const auto fits = [H](int size) { return H % (NR * size) == 0; };
   const float *W = w.typed_data(), *X = xp.typed_data();
   const int32_t *I = use_ids ? ids.typed_data() : nullptr;
   float *HS = hs->typed_data(), *CS = cs->typed_data(), *ACT = save ? acts->typed_data() : nullptr;
   const float *C0 = c0.typed_data(), *H0 = h0.typed_data();
 
-  Pool::get().run(n, [&](int r, Barrier &barrier) {
-    const int64_t u0 = r * U;
+  run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
+    const int64_t U = H / size, cols = 4 * U, panels = cols / NR, u0 = r * U;
     // my columns of W_h, packed in panels of NR: panel p = gate p / (U/NR), units block p % ..
     AlignedBuffer packed(static_cast<size_t>(H) * cols);
     for (int64_t p = 0; p < panels; ++p) {
@@ -311,19 +318,18 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
                             ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dcT,
                             ffi::Buffer<ffi::F32> dhT, ffi::ResultBuffer<ffi::F32> dgates,
                             ffi::ResultBuffer<ffi::F32> dc0, ffi::ResultBuffer<ffi::F32> dh0,
-                            int64_t threads) {
+                            ffi::ThreadPool pool, int64_t threads) {
   const auto dims = cs.dimensions();
   const int64_t T = dims[0], B = dims[1], H = dims[2], G = 4 * H;
-  const int n = static_cast<int>(threads);
-  if (H % (NR * n) != 0) return ffi::Error::InvalidArgument("lstm_backward: H % (32 * threads) != 0");
-  const int64_t U = H / n, panels = U / NR;
+  if (H % NR != 0) return ffi::Error::InvalidArgument("lstm_backward: H % 32 != 0");
+  const auto fits = [H](int size) { return H % (NR * size) == 0; };
   const float *W = w.typed_data(), *ACT = acts.typed_data(), *CS = cs.typed_data();
   const float *C0 = c0.typed_data(), *DY = dys.typed_data();
   float *DG = dgates->typed_data(), *DC0 = dc0->typed_data(), *DH0 = dh0->typed_data();
   const float *DCT = dcT.typed_data(), *DHT = dhT.typed_data();
 
-  Pool::get().run(n, [&](int r, Barrier &barrier) {
-    const int64_t u0 = r * U;
+  run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
+    const int64_t U = H / size, panels = U / NR, u0 = r * U;
     // W_h^T [4H, H] restricted to my units, in panels of NR units: P[k, j] = W[u0 + j, k]
     AlignedBuffer packed(static_cast<size_t>(G) * U);
     for (int64_t p = 0; p < panels; ++p) {
@@ -403,6 +409,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmForward, LstmForwardImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // hs [T, B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // cs [T, B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H] or [0]
+                                  .Ctx<ffi::ThreadPool>()
                                   .Attr<int64_t>("threads"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmBackward, LstmBackwardImpl,
@@ -417,4 +424,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmBackward, LstmBackwardImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dgates [T, B, 4H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dc0 [B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
+                                  .Ctx<ffi::ThreadPool>()
                                   .Attr<int64_t>("threads"));
