@@ -282,77 +282,95 @@ def scan(
 
     run.defvjp(run_fwd, run_bwd)
     if takes_native(cell, w, b, carry, inputs, return_states=return_states, remat=remat):
-        return _native_lstm(cell, params, w, carry, inputs)
+        return _native(cell, params, w, b, carry, inputs)
     cT, ys, states = run(params, w, b, table, carry, xp, eps, valid)
     return cT, (ys, states)
 
 
-# ------------------------------------------------- the native LSTM loop (rnnlab.native, CPU)
+# ------------------------------------------- the native time loop (rnnlab.native, CPU)
 
-#: Backends on which :func:`scan` runs the LSTM's time loop as the native kernel of
+#: Backends on which :func:`scan` runs a cell's time loop as the native kernel of
 #: :mod:`rnnlab.native` when it applies (:func:`takes_native`); elsewhere, the XLA scan above.
 NATIVE = {"cpu": True}
 
 
 def takes_native(cell, w, b, carry, inputs, *, return_states=False, remat=False) -> bool:
-    """Whether :func:`scan` runs ``cell`` with the native kernel: an LSTM (``native = "lstm"``)
-    in float32 without ``matmul_dtype``, no masking, perturbation, returned states or per-step
-    remat, on a backend in :data:`NATIVE` where :func:`rnnlab.native.usable` holds."""
-    if getattr(cell, "native", None) != "lstm" or not NATIVE.get(jax.default_backend(), False):
+    """Whether :func:`scan` runs ``cell`` with a native kernel: a cell that names one
+    (``native = "lstm"`` or ``"gru"``) in float32 without ``matmul_dtype``, no masking,
+    perturbation, returned states or per-step remat, on a backend in :data:`NATIVE` where
+    :func:`rnnlab.native.usable` holds."""
+    kind = getattr(cell, "native", None)
+    if kind not in ("lstm", "gru") or not NATIVE.get(jax.default_backend(), False):
         return False
-    if b is not None or return_states or remat or getattr(cell, "matmul_dtype", None):
+    if return_states or remat or getattr(cell, "matmul_dtype", None):
         return False
     if any(k in inputs for k in ("eps", "valid")):
         return False
     streams = [inputs[k] for k in ("xp", "x", "table") if k in inputs]
-    dtypes = [a.dtype for a in jax.tree.leaves((w, carry, streams))]
+    dtypes = [a.dtype for a in jax.tree.leaves((w, b, carry, streams))]
     return native.usable(w.shape[0], *dtypes)
 
 
-def _native_lstm(cell, params, w, carry, inputs):
-    """:func:`scan` for the LSTM by :func:`rnnlab.native.lstm_forward` / ``lstm_backward``:
-    the same custom VJP as the XLA scan, with the loop in C++ (forward saves the activated
-    gates; backward gives ``d_pre`` [T, B, 4H], the cotangent of ``xp_t`` and of ``hr_t``), and
-    the weight gradient ``dW_h = H_prev^T d_pre`` as one XLA matmul over all ``T*B`` rows."""
+def _native(cell, params, w, b, carry, inputs):
+    """:func:`scan` by the kernels of :mod:`rnnlab.native`: the same custom VJP as the XLA
+    scan, with the loop in C++ (the forward saves the gates' activations; the backward gives
+    ``d_xp`` and ``d_hr`` [T, B, G], the cotangents of ``xp_t`` and ``hr_t``), and the weight
+    gradient ``dW_h = H_prev^T d_hr`` as one XLA matmul over all ``T*B`` rows."""
+    kind = cell.native
     mode = next(k for k in ("ids", "x", "xp") if k in inputs)
     stream, table = inputs[mode], inputs.get("table")
     project = lambda p, x: cell.apply(p, x, method="project")
+    H = w.shape[0]
 
     def kernel_inputs(p, tab, x):  # (xp or table, ids) as the kernel reads them
         if mode == "ids":
             return tab, x
-        if mode == "x":  # one [T*B, D] x [D, 4H] matmul, not one per step
+        if mode == "x":  # one [T*B, D] x [D, G] matmul, not one per step
             T, B, D = x.shape
             return project(p, x.reshape(T * B, D)).reshape(T, B, -1), None
         return x, None
 
-    @jax.custom_vjp
-    def run(p, w, tab, c0, h0, x):
-        hs, cs, _ = native.lstm_forward(*kernel_inputs(p, tab, x), w, c0, h0, save=False)
-        return (cs[-1], hs[-1]), hs
+    def forward(p, w, b, tab, carry, x, save):  # -> (final carry, ys [T, B, H], residuals)
+        if kind == "lstm":
+            c0, h0 = carry
+            hs, cs, acts = native.lstm_forward(*kernel_inputs(p, tab, x), w, c0, h0, save=save)
+            return (cs[-1], hs[-1]), hs, (hs, cs, acts)
+        hs, acts = native.gru_forward(*kernel_inputs(p, tab, x), w, b[2 * H :], carry, save=save)
+        return hs[-1], hs, (hs, acts)
 
-    def run_fwd(p, w, tab, c0, h0, x):
-        hs, cs, acts = native.lstm_forward(*kernel_inputs(p, tab, x), w, c0, h0, save=True)
-        return ((cs[-1], hs[-1]), hs), (p, w, tab, c0, h0, x, hs, cs, acts)
+    @jax.custom_vjp
+    def run(p, w, b, tab, carry, x):
+        cT, ys, _ = forward(p, w, b, tab, carry, x, save=False)
+        return cT, ys
+
+    def run_fwd(p, w, b, tab, carry, x):
+        cT, ys, saved = forward(p, w, b, tab, carry, x, save=True)
+        return (cT, ys), (p, w, b, tab, carry, x, saved)
 
     def run_bwd(res, cts):
-        p, w, tab, c0, h0, x, hs, cs, acts = res
-        (d_cT, d_hT), d_hs = cts
-        d_pre, d_c0, d_h0 = native.lstm_backward(w, acts, cs, c0, d_hs, d_cT, d_hT)
-        T, B, G = d_pre.shape
+        p, w, b, tab, carry, x, saved = res
+        d_cT, d_hs = cts
+        if kind == "lstm":
+            (c0, h0), (hs, cs, acts) = carry, saved
+            d_pre, d_c0, d_h0 = native.lstm_backward(w, acts, cs, c0, d_hs, *d_cT)
+            d_carry, d_xp, d_hr = (d_c0, d_h0), d_pre, d_pre  # LSTM: xp_t + hr_t, one cotangent
+        else:
+            h0, (hs, acts) = carry, saved
+            d_xp, d_hr, d_carry = native.gru_backward(w, acts, hs, h0, d_hs, d_cT)
+        T, B, G = d_hr.shape
         rows = lambda a: a.reshape(T * B, a.shape[-1])
         h_prev = jnp.concatenate([h0[None], hs[:-1]])  # [T, B, H]
-        d_w = jnp.dot(rows(h_prev).T, rows(d_pre))  # [H, 4H]: one matmul over all T*B rows
-        d_p, d_tab, d_x = None, None, d_pre
+        d_w = jnp.dot(rows(h_prev).T, rows(d_hr))  # [H, G]: one matmul over all T*B rows
+        d_b = None if b is None else jnp.sum(d_hr, axis=(0, 1))
+        d_p, d_tab, d_x = None, None, d_xp
         if mode == "x":  # the projection's gradients, over all T*B rows at once
             _, vjp_p = jax.vjp(lambda p_, x_: project(p_, rows(x_)), p, x)
-            d_p, d_x = vjp_p(rows(d_pre))
+            d_p, d_x = vjp_p(rows(d_xp))
         if mode == "ids":  # the table's gradient: scatter-add each token's cotangent to its row
-            d_tab = jnp.zeros_like(tab).at[x.reshape(T * B)].add(rows(d_pre))
+            d_tab = jnp.zeros_like(tab).at[x.reshape(T * B)].add(rows(d_xp))
             d_x = None
-        return d_p, d_w, d_tab, d_c0, d_h0, d_x
+        return d_p, d_w, d_b, d_tab, d_carry, d_x
 
     run.defvjp(run_fwd, run_bwd)
-    (c0, h0) = carry
-    cT, ys = run(params, w, table, c0, h0, stream)
+    cT, ys = run(params, w, b, table, carry, stream)
     return cT, (ys, None)

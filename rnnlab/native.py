@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SOURCE = pathlib.Path(__file__).with_name("native") / "lstm_cpu.cc"
+SOURCE = pathlib.Path(__file__).with_name("native") / "recurrent_cpu.cc"
 FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-mavx512f", "-mavx512dq", "-mfma")
 #: under ``jax.vmap`` (e.g. the trainer's seeds) the kernel runs once per batch entry
 VMAP = "sequential"
@@ -67,7 +67,7 @@ def _library() -> ctypes.CDLL | None:
     key = hashlib.sha256(
         SOURCE.read_bytes() + " ".join((cxx, include, *FLAGS)).encode()
     ).hexdigest()[:16]
-    target = _cache_dir() / f"lstm_cpu-{key}.so"
+    target = _cache_dir() / f"recurrent_cpu-{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -84,10 +84,11 @@ def _library() -> ctypes.CDLL | None:
                 return None
             os.replace(out, target)  # atomic: concurrent first uses race harmlessly
     lib = ctypes.cdll.LoadLibrary(str(target))
-    for name, symbol in (("forward", lib.LstmForward), ("backward", lib.LstmBackward)):
-        jax.ffi.register_ffi_target(
-            f"rnnlab_lstm_{name}", jax.ffi.pycapsule(symbol), platform="cpu"
-        )
+    for cell in ("lstm", "gru"):
+        for way in ("forward", "backward"):
+            symbol = getattr(lib, f"{cell.capitalize()}{way.capitalize()}")
+            name = f"rnnlab_{cell}_{way}"
+            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(symbol), platform="cpu")
     return lib
 
 
@@ -108,11 +109,7 @@ def threads(hidden: int) -> int:
 
 def usable(hidden: int, *dtypes) -> bool:
     """Whether the LSTM kernel takes a layer of ``hidden`` units computing in ``dtypes``."""
-    return (
-        all(jnp.dtype(d) == jnp.float32 for d in dtypes)
-        and threads(hidden) > 0
-        and available()
-    )
+    return all(jnp.dtype(d) == jnp.float32 for d in dtypes) and threads(hidden) > 0 and available()
 
 
 def _require() -> None:
@@ -167,3 +164,40 @@ def lstm_backward(w, acts, cs, c0, d_hs, d_cT, d_hT):
     outs = (f32(T, B, 4 * H), f32(B, H), f32(B, H))
     call = jax.ffi.ffi_call("rnnlab_lstm_backward", outs, vmap_method=VMAP)
     return call(w, acts, cs, c0, d_hs, d_cT, d_hT, threads=np.int64(threads(H)))
+
+
+def gru_forward(xp, ids, w, b_hn, h0, *, save: bool):
+    """The GRU (``convention="pytorch"``) over ``T`` steps from the projected inputs.
+
+    Args:
+      xp, ids: as :func:`lstm_forward`, with ``3H`` gate columns (r, z, n).
+      w: ``W_h [H, 3H]``.  b_hn: ``[H]``.  h0: ``[B, H]``.
+      save: also return what :func:`gru_backward` reads.
+
+    Returns:
+      ``(hs [T, B, H], acts)``: ``acts`` ``[T, B, 4H]`` holds ``r, z, n`` and
+      ``m = h_{t-1} W_hn + b_hn`` per step (an empty array unless ``save``).
+    """
+    _require()
+    B, H = h0.shape
+    T = ids.shape[0] if ids is not None else xp.shape[0]
+    ids = jnp.zeros((0,), jnp.int32) if ids is None else ids.astype(jnp.int32)
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    outs = (f32(T, B, H), f32(T, B, 4 * H) if save else f32(0))
+    call = jax.ffi.ffi_call("rnnlab_gru_forward", outs, vmap_method=VMAP)
+    return call(xp, ids, w, b_hn, h0, threads=np.int64(threads(H)))
+
+
+def gru_backward(w, acts, hs, h0, d_hs, d_hT):
+    """Cotangents through the loop of :func:`gru_forward` (with ``save``).
+
+    Returns:
+      ``(d_xp [T, B, 3H], d_hr [T, B, 3H], d_h0 [B, H])``: the cotangents of the projected
+      inputs and of ``hr_t = h_{t-1} W_h + [0, 0, b_hn]`` (they differ in the n block).
+    """
+    _require()
+    T, B, H = hs.shape
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    outs = (f32(T, B, 3 * H), f32(T, B, 3 * H), f32(B, H))
+    call = jax.ffi.ffi_call("rnnlab_gru_backward", outs, vmap_method=VMAP)
+    return call(w, acts, hs, h0, d_hs, d_hT, threads=np.int64(threads(H)))

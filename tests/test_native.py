@@ -1,6 +1,7 @@
-"""The native LSTM loop (rnnlab.native) against the autodiff scan, the reference: values and
-gradients equal to 1e-5 in float32, for every way the engine feeds it (projected inputs, narrow
-inputs projected by the engine, embedded token ids), and the cases it must leave to XLA.
+"""The native LSTM and GRU loops (rnnlab.native) against the autodiff scan, the reference:
+values and gradients equal to 1e-5 in float32, for every way the engine feeds them (projected
+inputs, narrow inputs projected by the engine, embedded token ids), and the cases they must
+leave to XLA.
 
 The kernel needs an x86 CPU with AVX-512F and a C++ compiler; where either is missing,
 ``rnnlab.native.available()`` is False and the engine runs the XLA scan (tested at the end)."""
@@ -25,8 +26,11 @@ needs_kernel = pytest.mark.skipif(
 B, T, D, V = 5, 9, 7, 11
 
 
-def setup(H, seed=0):
-    cell = make_cell("lstm", H)
+CELLS = ["lstm", "gru"]
+
+
+def setup(H, seed=0, name="lstm"):
+    cell = make_cell(name, H)
     k = jax.random.split(jax.random.PRNGKey(seed), 6)
     xs = jax.random.normal(k[0], (B, T, D))
     params = cell.init(k[1], cell.initialize_carry(None, (B, D)), xs[:, 0])
@@ -39,12 +43,18 @@ def setup(H, seed=0):
     return cell, params, xs, carry, ids, table, w_out
 
 
+def objective(final, ys, w_out):
+    """Reads every output and every leaf of the final carry (LSTM (c, h); GRU h)."""
+    leaves = jax.tree.leaves(final)
+    return jnp.sum(jnp.tanh(ys) @ w_out) + jnp.sum(leaves[0] ** 2) + jnp.sum(leaves[-1] @ w_out)
+
+
 def loss_and_grads(cell, params, xs, carry, w_out, backward):
-    """A loss that reads every output and the final carry, and its gradient wrt all inputs."""
+    """:func:`objective` and its gradient wrt params, initial carry and inputs."""
 
     def loss(params, carry, xs):
-        (c, h), ys, _ = unroll(cell, params, xs, carry, backward=backward)
-        return jnp.sum(jnp.tanh(ys) @ w_out) + jnp.sum(c**2) + jnp.sum(h @ w_out)
+        final, ys, _ = unroll(cell, params, xs, carry, backward=backward)
+        return objective(final, ys, w_out)
 
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(params, carry, xs)
 
@@ -58,7 +68,7 @@ def assert_close(got, want, tol=1e-5):
 def test_the_engine_hands_the_lstm_to_the_kernel_only_where_it_applies():
     """``takes_native``: the LSTM in float32 with H a multiple of 32; not masked, perturbed,
     per-step remat, returned states, bf16 matmuls, another cell, or RNNLAB_NATIVE=0."""
-    lstm, gru = make_cell("lstm", 64), make_cell("gru", 64)
+    lstm, elman = make_cell("lstm", 64), make_cell("elman", 64)
     w = jnp.zeros((64, 256))
     carry = (jnp.zeros((2, 64)), jnp.zeros((2, 64)))
     xp = {"xp": jnp.zeros((3, 2, 256))}
@@ -66,7 +76,13 @@ def test_the_engine_hands_the_lstm_to_the_kernel_only_where_it_applies():
         cell, w, None, carry, inputs, **kw
     )
     assert takes() == native.available()
-    assert not takes(cell=gru)
+    assert not takes(cell=elman)
+    gru_w, gru_b = jnp.zeros((64, 192)), jnp.zeros((192,))
+    assert fused.takes_native(
+        make_cell("gru", 64), gru_w, gru_b, carry[1], {"xp": jnp.zeros((3, 2, 192))}
+    ) == (native.available())
+    cho = make_cell("gru", 64, {"convention": "cho"})
+    assert not fused.takes_native(cho, gru_w, gru_b, carry[1], {"xp": jnp.zeros((3, 2, 192))})
     assert not takes(cell=make_cell("lstm", 64, {"matmul_dtype": "bfloat16"}))
     assert not takes(w=jnp.zeros((48, 192)))  # 48 units do not split into 32-wide panels
     assert not takes(w=w.astype(jnp.float64) if jax.config.x64_enabled else w.astype(jnp.bfloat16))
@@ -89,20 +105,23 @@ def test_kernel_is_built_and_used(monkeypatch):
 
 
 @needs_kernel
+@pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("H", [32, 64, 96])
 @pytest.mark.parametrize("inputs", ["projected", "in_loop", "ids"])
-def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, H, inputs):
+def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, name, H, inputs):
     """H=96 with 2 CPUs runs one thread (96 = 3 panels); 64 runs two: both splits are covered
     where the machine has 2+ CPUs (RNNLAB_NATIVE_THREADS sets it)."""
-    cell, params, xs, carry, ids, table, w_out = setup(H)
-    monkeypatch.setattr(engine, "IN_LOOP_MAX_D", {jax.default_backend(): D if inputs == "in_loop" else 0})
+    cell, params, xs, carry, ids, table, w_out = setup(H, name=name)
+    monkeypatch.setattr(
+        engine, "IN_LOOP_MAX_D", {jax.default_backend(): D if inputs == "in_loop" else 0}
+    )
     if inputs == "ids":
         xs = Embedded(ids, table)  # V = 11 < T*B: the kernel gathers the projected table's rows
 
         def grads(backward):  # wrt the table too
             def loss(params, carry, table):
-                (c, h), ys, _ = unroll(cell, params, Embedded(ids, table), carry, backward=backward)
-                return jnp.sum(jnp.tanh(ys) @ w_out) + jnp.sum(c**2) + jnp.sum(h @ w_out)
+                final, ys, _ = unroll(cell, params, Embedded(ids, table), carry, backward=backward)
+                return objective(final, ys, w_out)
 
             return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(params, carry, table)
 
@@ -114,20 +133,22 @@ def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, H, inputs):
 
 
 @needs_kernel
+@pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("threads", ["1", "2", "4"])
-def test_thread_counts_agree(monkeypatch, threads):
+def test_thread_counts_agree(monkeypatch, name, threads):
     """The work split over threads (units 0..H/n per thread) gives the same values."""
     monkeypatch.setenv("RNNLAB_NATIVE_THREADS", threads)
-    cell, params, xs, carry, *_, w_out = setup(128, seed=1)
+    cell, params, xs, carry, *_, w_out = setup(128, seed=1, name=name)
     got = loss_and_grads(cell, params, xs, carry, w_out, "fused")
     want = loss_and_grads(cell, params, xs, carry, w_out, "autodiff")
     assert_close(got, want)
 
 
 @needs_kernel
-def test_vmap_over_seeds_and_long_sequences():
+@pytest.mark.parametrize("name", CELLS)
+def test_vmap_over_seeds_and_saturated_gates(name):
     """Under vmap (the trainer's seeds) the call runs per seed; saturated gates stay finite."""
-    cell, params, xs, carry, *_, w_out = setup(64)
+    cell, params, xs, carry, *_, w_out = setup(64, name=name)
     stacked = jax.tree.map(lambda p: jnp.stack([p, 3.0 * p]), params)
     f = lambda backward: jax.vmap(
         lambda p: loss_and_grads(cell, p, 4.0 * xs, carry, w_out, backward)
@@ -137,14 +158,15 @@ def test_vmap_over_seeds_and_long_sequences():
     assert_close(got, want)
 
 
-def test_switched_off_runs_the_xla_scan(monkeypatch):
+@pytest.mark.parametrize("name", CELLS)
+def test_switched_off_runs_the_xla_scan(monkeypatch, name):
     """RNNLAB_NATIVE=0 (or no compiler / no AVX-512F): the engine runs the XLA scan, with the
     same results, and calling the kernel directly says why it cannot run."""
     monkeypatch.setenv("RNNLAB_NATIVE", "0")
     native._library.cache_clear()
     try:
         assert not native.available()
-        cell, params, xs, carry, *_, w_out = setup(64)
+        cell, params, xs, carry, *_, w_out = setup(64, name=name)
         got = loss_and_grads(cell, params, xs, carry, w_out, "fused")
         want = loss_and_grads(cell, params, xs, carry, w_out, "autodiff")
         assert_close(got, want)

@@ -94,6 +94,11 @@ class Cell(nn.Module):
     # Optional dense-recurrence methods (used by rnnlab.fused's fast backward), for the
     # pytorch convention only: step(carry, xp_t) == gates(carry, xp_t, carry @ W_h + b_h).
     @property
+    def native(self) -> str | None:
+        """The native CPU kernel for this cell's time loop (rnnlab.native; pytorch convention)."""
+        return "gru" if self.convention == "pytorch" else None
+
+    @property
     def dense_recurrence(self) -> bool:
         """True when the step is ``gates(h, xp_t, h @ W_h + b_h)`` (not for ``cho``)."""
         return self.convention == "pytorch"

@@ -226,6 +226,44 @@ struct AlignedBuffer {
   ~AlignedBuffer() { std::free(p); }
 };
 
+// My gate columns of W [H, n_gates*H] (units [u0, u0+U) of each gate), packed in panels of NR
+// columns, K-major: panel p covers gate p / (U/NR), units u0 + (p % (U/NR))*NR + [0, NR).
+void pack_columns(const float *W, int64_t H, int n_gates, int64_t U, int64_t u0, float *out) {
+  const int64_t G = n_gates * H, blocks = U / NR;
+  for (int64_t p = 0; p < n_gates * blocks; ++p) {
+    const int64_t col = (p / blocks) * H + u0 + (p % blocks) * NR;
+    for (int64_t k = 0; k < H; ++k) std::memcpy(out + (p * H + k) * NR, W + k * G + col, NR * 4);
+  }
+}
+
+// W^T [n_gates*H, H] restricted to my units [u0, u0+U), in panels of NR units:
+// panel p [k, j] = W[u0 + p*NR + j, k].
+void pack_transposed(const float *W, int64_t H, int n_gates, int64_t U, int64_t u0, float *out) {
+  const int64_t G = n_gates * H;
+  for (int64_t p = 0; p < U / NR; ++p)
+    for (int64_t j = 0; j < NR; ++j) {
+      const float *src = W + (u0 + p * NR + j) * G;
+      for (int64_t k = 0; k < G; ++k) out[(p * G + k) * NR + j] = src[k];
+    }
+}
+
+// out(b, p)[0:NR] = init(b, p)[0:NR] + A[b, :K] @ panel p, for rows b < B and panels p < P.
+template <typename Init, typename Out>
+void matmul_panels(int64_t B, int64_t K, const float *A, int64_t lda, const float *packed,
+                   int64_t P, Init init_of, Out out_of) {
+  const float *init[MR];
+  float *out[MR];
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t m0 = 0; m0 < B; m0 += MR) {
+      const int M = static_cast<int>(std::min<int64_t>(MR, B - m0));
+      for (int m = 0; m < M; ++m) {
+        init[m] = init_of(m0 + m, p);
+        out[m] = out_of(m0 + m, p);
+      }
+      tile_rows(M, static_cast<int>(K), A + m0 * lda, lda, packed + p * K * NR, init, out);
+    }
+}
+
 // ----------------------------------------------------------------------------- the forward
 
 // Inputs: xp [T, B, 4H] (or table [V, 4H] with ids [T, B]), w [H, 4H], c0, h0 [B, H].
@@ -249,18 +287,11 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
 
   run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
     const int64_t U = H / size, cols = 4 * U, panels = cols / NR, u0 = r * U;
-    // my columns of W_h, packed in panels of NR: panel p = gate p / (U/NR), units block p % ..
     AlignedBuffer packed(static_cast<size_t>(H) * cols);
-    for (int64_t p = 0; p < panels; ++p) {
-      const int64_t g = p / (U / NR), j0 = u0 + (p % (U / NR)) * NR;
-      float *dst = packed.p + p * H * NR;
-      for (int64_t k = 0; k < H; ++k) std::memcpy(dst + k * NR, W + k * G + g * H + j0, NR * 4);
-    }
+    pack_columns(W, H, 4, U, u0, packed.p);
     AlignedBuffer pre(static_cast<size_t>(B) * cols);  // [B, 4U]: gates before activation
     std::vector<const float *> xrow(B);
     int sense = 0;
-    const float *init[MR];
-    float *out[MR];
     for (int64_t t = 0; t < T; ++t) {
       const float *hprev = t == 0 ? H0 : HS + (t - 1) * B * H;  // [B, H]
       const float *cprev = t == 0 ? C0 : CS + (t - 1) * B * H;
@@ -269,17 +300,10 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
         if (use_ids) row = std::min<int64_t>(std::max<int32_t>(I[row], 0), V - 1);
         xrow[b] = X + row * G;
       }
-      for (int64_t p = 0; p < panels; ++p) {
-        const int64_t g = p / (U / NR), j0 = u0 + (p % (U / NR)) * NR;
-        for (int64_t m0 = 0; m0 < B; m0 += MR) {
-          const int M = static_cast<int>(std::min<int64_t>(MR, B - m0));
-          for (int m = 0; m < M; ++m) {
-            init[m] = xrow[m0 + m] + g * H + j0;
-            out[m] = pre.p + (m0 + m) * cols + p * NR;
-          }
-          tile_rows(M, static_cast<int>(H), hprev + m0 * H, H, packed.p + p * H * NR, init, out);
-        }
-      }
+      matmul_panels(
+          B, H, hprev, H, packed.p, panels,
+          [&](int64_t b, int64_t p) { return xrow[b] + (p / (U / NR)) * H + u0 + (p % (U / NR)) * NR; },
+          [&](int64_t b, int64_t p) { return pre.p + b * cols + p * NR; });
       float *hnext = HS + t * B * H, *cnext = CS + t * B * H;
       float *act = save ? ACT + t * B * G : nullptr;
       for (int64_t b = 0; b < B; ++b) {
@@ -330,15 +354,8 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
 
   run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
     const int64_t U = H / size, panels = U / NR, u0 = r * U;
-    // W_h^T [4H, H] restricted to my units, in panels of NR units: P[k, j] = W[u0 + j, k]
     AlignedBuffer packed(static_cast<size_t>(G) * U);
-    for (int64_t p = 0; p < panels; ++p) {
-      float *dst = packed.p + p * G * NR;
-      for (int64_t j = 0; j < NR; ++j) {
-        const float *src = W + (u0 + p * NR + j) * G;
-        for (int64_t k = 0; k < G; ++k) dst[k * NR + j] = src[k];
-      }
-    }
+    pack_transposed(W, H, 4, U, u0, packed.p);
     // my units' carried cotangents, [B, U] each; dh_rec starts as dL/dh_T, dc as dL/dc_T
     std::vector<float> dh(B * U), dc(B * U);
     for (int64_t b = 0; b < B; ++b)
@@ -347,8 +364,6 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
         dc[b * U + v] = DCT[b * H + u0 + v];
       }
     int sense = 0;
-    const float *init[MR];
-    float *out[MR];
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t t = T - 1; t >= 0; --t) {
       const float *act = ACT + t * B * G, *ct = CS + t * B * H, *dy = DY + t * B * H;
@@ -378,21 +393,155 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
         }
       }
       barrier.wait(sense);  // dgates_t complete: every thread reads all of it
-      for (int64_t p = 0; p < panels; ++p) {
-        for (int64_t m0 = 0; m0 < B; m0 += MR) {
-          const int M = static_cast<int>(std::min<int64_t>(MR, B - m0));
-          for (int m = 0; m < M; ++m) out[m] = &dh[(m0 + m) * U + p * NR];
-          static const float zeros[NR] = {0};
-          for (int m = 0; m < M; ++m) init[m] = zeros;
-          tile_rows(M, static_cast<int>(G), dg + m0 * G, G, packed.p + p * G * NR, init, out);
-        }
-      }
+      static const float zeros[NR] = {0};
+      matmul_panels(
+          B, G, dg, G, packed.p, panels, [&](int64_t, int64_t) { return zeros; },
+          [&](int64_t b, int64_t p) { return &dh[b * U + p * NR]; });
     }
     for (int64_t b = 0; b < B; ++b)
       for (int64_t v = 0; v < U; ++v) {
         DH0[b * H + u0 + v] = dh[b * U + v];
         DC0[b * H + u0 + v] = dc[b * U + v];
       }
+  });
+  return ffi::Error::Success();
+}
+
+// ------------------------------------------------------------------------------------ GRU
+
+// The GRU (rnnlab.cells.gru, convention "pytorch"; gate order r, z, n), G = 3H:
+//     [hr, hz, hn] = h_{t-1} W_h;  r = sig(xr + hr);  z = sig(xz + hz);  m = hn + b_hn
+//     n = tanh(xn + r m);  h_t = n + z (h_{t-1} - n)
+// Inputs: xp [T, B, 3H] (or table [V, 3H] with ids), w [H, 3H], b_hn [H], h0 [B, H].
+// Outputs: hs [T, B, H]; acts [T, B, 4H] = (r, z, n, m) per step (size 0 when not saved).
+ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
+                          ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> b_hn,
+                          ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> hs,
+                          ffi::ResultBuffer<ffi::F32> acts, ffi::ThreadPool pool,
+                          int64_t threads) {
+  const auto hs_dims = hs->dimensions();
+  const int64_t T = hs_dims[0], B = hs_dims[1], H = hs_dims[2], G = 3 * H;
+  const bool use_ids = ids.element_count() > 0;
+  const int64_t V = use_ids ? xp.dimensions()[0] : 0;
+  const bool save = acts->element_count() > 0;
+  if (H % NR != 0) return ffi::Error::InvalidArgument("gru_forward: H % 32 != 0");
+  const auto fits = [H](int size) { return H % (NR * size) == 0; };
+  const float *W = w.typed_data(), *X = xp.typed_data(), *BN = b_hn.typed_data();
+  const int32_t *I = use_ids ? ids.typed_data() : nullptr;
+  float *HS = hs->typed_data(), *ACT = save ? acts->typed_data() : nullptr;
+  const float *H0 = h0.typed_data();
+
+  run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
+    const int64_t U = H / size, cols = 3 * U, blocks = U / NR, u0 = r * U;
+    AlignedBuffer packed(static_cast<size_t>(H) * cols);
+    pack_columns(W, H, 3, U, u0, packed.p);
+    AlignedBuffer pre(static_cast<size_t>(B) * cols);  // [B, 3U]: xr + hr, xz + hz, hn + b_hn
+    std::vector<const float *> xrow(B);
+    int sense = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const float *hprev = t == 0 ? H0 : HS + (t - 1) * B * H;
+      for (int64_t b = 0; b < B; ++b) {
+        int64_t row = t * B + b;
+        if (use_ids) row = std::min<int64_t>(std::max<int32_t>(I[row], 0), V - 1);
+        xrow[b] = X + row * G;
+      }
+      matmul_panels(
+          B, H, hprev, H, packed.p, 3 * blocks,
+          [&](int64_t b, int64_t p) {
+            const int64_t g = p / blocks, u = u0 + (p % blocks) * NR;
+            return g < 2 ? xrow[b] + g * H + u : BN + u;
+          },
+          [&](int64_t b, int64_t p) { return pre.p + b * cols + p * NR; });
+      float *hnext = HS + t * B * H;
+      float *act = save ? ACT + t * B * 4 * H : nullptr;
+      for (int64_t b = 0; b < B; ++b) {
+        const float *pr = pre.p + b * cols;
+        for (int64_t v = 0; v < U; v += 16) {
+          const int64_t at = b * H + u0 + v;
+          const __m512 rr = sigmoid512(_mm512_loadu_ps(pr + v));
+          const __m512 z = sigmoid512(_mm512_loadu_ps(pr + U + v));
+          const __m512 m = _mm512_loadu_ps(pr + 2 * U + v);
+          const __m512 n = tanh512(_mm512_fmadd_ps(rr, m, _mm512_loadu_ps(xrow[b] + 2 * H + u0 + v)));
+          const __m512 hp = _mm512_loadu_ps(hprev + at);
+          _mm512_storeu_ps(hnext + at, _mm512_fmadd_ps(z, _mm512_sub_ps(hp, n), n));
+          if (save) {
+            float *a = act + b * 4 * H + u0 + v;
+            _mm512_storeu_ps(a, rr);
+            _mm512_storeu_ps(a + H, z);
+            _mm512_storeu_ps(a + 2 * H, n);
+            _mm512_storeu_ps(a + 3 * H, m);
+          }
+        }
+      }
+      barrier.wait(sense);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+// Backward of GruForward, with dh = dy_t + dh_rec:
+//     dn = dh (1 - z);  dz = dh (h_{t-1} - n);  dp = dn (1 - n^2)   (p = xn + r m)
+//     d_r = dp m r (1 - r);  d_z = dz z (1 - z);  dm = dp r
+//     dxp_t = [d_r, d_z, dp];  dhr_t = [d_r, d_z, dm];  dh_rec <- dh z + dhr_t W_h^T
+// Inputs: w [H, 3H], acts [T, B, 4H], hs [T, B, H], h0 [B, H], dys [T, B, H], dhT [B, H].
+// Outputs: dxp, dhr [T, B, 3H], dh0 [B, H].
+ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
+                           ffi::Buffer<ffi::F32> hs, ffi::Buffer<ffi::F32> h0,
+                           ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dhT,
+                           ffi::ResultBuffer<ffi::F32> dxp, ffi::ResultBuffer<ffi::F32> dhr,
+                           ffi::ResultBuffer<ffi::F32> dh0, ffi::ThreadPool pool,
+                           int64_t threads) {
+  const auto dims = hs.dimensions();
+  const int64_t T = dims[0], B = dims[1], H = dims[2], G = 3 * H;
+  if (H % NR != 0) return ffi::Error::InvalidArgument("gru_backward: H % 32 != 0");
+  const auto fits = [H](int size) { return H % (NR * size) == 0; };
+  const float *W = w.typed_data(), *ACT = acts.typed_data(), *HS = hs.typed_data();
+  const float *H0 = h0.typed_data(), *DY = dys.typed_data(), *DHT = dhT.typed_data();
+  float *DX = dxp->typed_data(), *DR = dhr->typed_data(), *DH0 = dh0->typed_data();
+
+  run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
+    const int64_t U = H / size, panels = U / NR, u0 = r * U;
+    AlignedBuffer packed(static_cast<size_t>(G) * U);
+    pack_transposed(W, H, 3, U, u0, packed.p);
+    std::vector<float> dh(B * U), direct(B * U);  // dh_rec of my units; dh z (the skip path)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t v = 0; v < U; ++v) dh[b * U + v] = DHT[b * H + u0 + v];
+    int sense = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const float *act = ACT + t * B * 4 * H, *dy = DY + t * B * H;
+      const float *hprev = t == 0 ? H0 : HS + (t - 1) * B * H;
+      float *dx = DX + t * B * G, *dr = DR + t * B * G;
+      for (int64_t b = 0; b < B; ++b) {
+        for (int64_t v = 0; v < U; v += 16) {
+          const int64_t at = b * H + u0 + v;
+          const float *a = act + b * 4 * H + u0 + v;
+          const __m512 rr = _mm512_loadu_ps(a), z = _mm512_loadu_ps(a + H);
+          const __m512 n = _mm512_loadu_ps(a + 2 * H), m = _mm512_loadu_ps(a + 3 * H);
+          const __m512 d_h = _mm512_add_ps(_mm512_loadu_ps(dy + at), _mm512_loadu_ps(&dh[b * U + v]));
+          const __m512 dz = _mm512_mul_ps(d_h, _mm512_sub_ps(_mm512_loadu_ps(hprev + at), n));
+          const __m512 dp = _mm512_mul_ps(_mm512_mul_ps(d_h, _mm512_sub_ps(one, z)),
+                                          _mm512_fnmadd_ps(n, n, one));
+          const __m512 d_r = _mm512_mul_ps(_mm512_mul_ps(dp, m), _mm512_mul_ps(rr, _mm512_sub_ps(one, rr)));
+          const __m512 d_z = _mm512_mul_ps(dz, _mm512_mul_ps(z, _mm512_sub_ps(one, z)));
+          _mm512_storeu_ps(&direct[b * U + v], _mm512_mul_ps(d_h, z));
+          const int64_t o = b * G + u0 + v;
+          _mm512_storeu_ps(dx + o, d_r);
+          _mm512_storeu_ps(dx + o + H, d_z);
+          _mm512_storeu_ps(dx + o + 2 * H, dp);
+          _mm512_storeu_ps(dr + o, d_r);
+          _mm512_storeu_ps(dr + o + H, d_z);
+          _mm512_storeu_ps(dr + o + 2 * H, _mm512_mul_ps(dp, rr));
+        }
+      }
+      barrier.wait(sense);  // dhr_t complete: every thread reads all of it
+      matmul_panels(
+          B, G, dr, G, packed.p, panels,
+          [&](int64_t b, int64_t p) { return &direct[b * U + p * NR]; },
+          [&](int64_t b, int64_t p) { return &dh[b * U + p * NR]; });
+    }
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t v = 0; v < U; ++v) DH0[b * H + u0 + v] = dh[b * U + v];
   });
   return ffi::Error::Success();
 }
@@ -423,6 +572,32 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmBackward, LstmBackwardImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dhT [B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dgates [T, B, 4H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dc0 [B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Attr<int64_t>("threads"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GruForward, GruForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // xp [T, B, 3H] or table [V, 3H]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // ids [T, B] or [0]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w [H, 3H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // b_hn [H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // h0 [B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // hs [T, B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H] or [0]
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Attr<int64_t>("threads"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GruBackward, GruBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w [H, 3H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // hs [T, B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // h0 [B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dys [T, B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dhT [B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dxp [T, B, 3H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dhr [T, B, 3H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
                                   .Ctx<ffi::ThreadPool>()
                                   .Attr<int64_t>("threads"));
