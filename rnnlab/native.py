@@ -35,6 +35,10 @@ import numpy as np
 
 SOURCE = pathlib.Path(__file__).with_name("native") / "recurrent_cpu.cc"
 FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-mavx512f", "-mavx512dq", "-mfma")
+#: FLOPs of one step's matmul per thread, at least: below it a step is a few microseconds and
+#: the threads' per-step barrier costs more than the split saves (train step B=32, H=128 on a
+#: 2-core CPU: GRU 11.5 ms on two threads vs 10.2 on one, forward 7.7 vs 2.6; BENCHMARKS.md)
+MIN_WORK = 4e6
 #: under ``jax.vmap`` (e.g. the trainer's seeds) the kernel runs once per batch entry
 VMAP = "sequential"
 #: panel width of the kernel's matmul: H must split into multiples of it per thread
@@ -97,11 +101,15 @@ def available() -> bool:
     return jax.default_backend() == "cpu" and _library() is not None
 
 
-def threads(hidden: int) -> int:
+def threads(hidden: int, work: float | None = None) -> int:
     """Threads the kernel uses for ``hidden`` units: the most (up to the CPUs this process may
-    run on) that split ``H`` into equal multiples of :data:`PANEL`; 0 when none does."""
+    run on, and one per :data:`MIN_WORK` FLOPs of a step's matmul ``work``) that split ``H``
+    into equal multiples of :data:`PANEL`; 0 when none does. ``RNNLAB_NATIVE_THREADS`` sets
+    the most."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     n = max(1, int(os.environ.get("RNNLAB_NATIVE_THREADS", cpus or 1)))
+    if work is not None:
+        n = max(1, min(n, int(work // MIN_WORK)))
     while n > 0 and hidden % (PANEL * n):
         n -= 1
     return n
@@ -142,7 +150,7 @@ def lstm_forward(xp, ids, w, c0, h0, *, save: bool):
     acts = f32(T, B, 4 * H) if save else f32(0)
     outs = (f32(T, B, H), f32(T, B, H), acts)
     call = jax.ffi.ffi_call("rnnlab_lstm_forward", outs, vmap_method=VMAP)
-    return call(xp, ids, w, c0, h0, threads=np.int64(threads(H)))
+    return call(xp, ids, w, c0, h0, threads=np.int64(threads(H, 2 * B * H * 4 * H)))
 
 
 def lstm_backward(w, acts, cs, c0, d_hs, d_cT, d_hT):
@@ -163,7 +171,7 @@ def lstm_backward(w, acts, cs, c0, d_hs, d_cT, d_hT):
     f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
     outs = (f32(T, B, 4 * H), f32(B, H), f32(B, H))
     call = jax.ffi.ffi_call("rnnlab_lstm_backward", outs, vmap_method=VMAP)
-    return call(w, acts, cs, c0, d_hs, d_cT, d_hT, threads=np.int64(threads(H)))
+    return call(w, acts, cs, c0, d_hs, d_cT, d_hT, threads=np.int64(threads(H, 2 * B * H * 4 * H)))
 
 
 def gru_forward(xp, ids, w, b_hn, h0, *, save: bool):
@@ -185,7 +193,7 @@ def gru_forward(xp, ids, w, b_hn, h0, *, save: bool):
     f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
     outs = (f32(T, B, H), f32(T, B, 4 * H) if save else f32(0))
     call = jax.ffi.ffi_call("rnnlab_gru_forward", outs, vmap_method=VMAP)
-    return call(xp, ids, w, b_hn, h0, threads=np.int64(threads(H)))
+    return call(xp, ids, w, b_hn, h0, threads=np.int64(threads(H, 2 * B * H * 3 * H)))
 
 
 def gru_backward(w, acts, hs, h0, d_hs, d_hT):
@@ -200,4 +208,4 @@ def gru_backward(w, acts, hs, h0, d_hs, d_hT):
     f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
     outs = (f32(T, B, 3 * H), f32(T, B, 3 * H), f32(B, H))
     call = jax.ffi.ffi_call("rnnlab_gru_backward", outs, vmap_method=VMAP)
-    return call(w, acts, hs, h0, d_hs, d_hT, threads=np.int64(threads(H)))
+    return call(w, acts, hs, h0, d_hs, d_hT, threads=np.int64(threads(H, 2 * B * H * 3 * H)))

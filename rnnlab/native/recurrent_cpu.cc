@@ -22,6 +22,7 @@
 // that the CPU has AVX-512F before it uses this, and falls back to the XLA scan otherwise.
 
 #include <immintrin.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -43,6 +44,9 @@ constexpr int NR = 32;  // panel width: two zmm registers of float32
 constexpr int MR = 8;   // rows per register tile
 #ifndef SPIN
 #define SPIN 2000
+#endif
+#ifndef YIELDS
+#define YIELDS 1000
 #endif
 
 // ------------------------------------------------------------------------------- thread pool
@@ -66,6 +70,10 @@ class Barrier {
     for (int spin = 0; spin < SPIN; ++spin) {
       if (flag_.load(std::memory_order_acquire) == sense) return;
       _mm_pause();
+    }
+    for (int spin = 0; spin < YIELDS; ++spin) {  // let a runnable partner have the core
+      if (flag_.load(std::memory_order_acquire) == sense) return;
+      sched_yield();
     }
     while (flag_.load(std::memory_order_acquire) != sense) flag_.wait(1 - sense);
   }
