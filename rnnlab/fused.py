@@ -292,19 +292,26 @@ def scan(
 #: Backends on which :func:`scan` runs a cell's time loop as the native kernel of
 #: :mod:`rnnlab.native` when it applies (:func:`takes_native`); elsewhere, the XLA scan above.
 NATIVE = {"cpu": True}
+#: The kernel packs ``W_h`` once per call; below this many rows ``T*B`` (sampling: T = B = 1)
+#: the packing outweighs the loop, and the XLA scan runs (LSTM-512 sampling, batch 1: 6,453
+#: chars/s through the kernel against 19,903 without; ``python benchmarks/harness.py``).
+NATIVE_MIN_ROWS = 64
 
 
 def takes_native(cell, w, b, carry, inputs, *, return_states=False, remat=False) -> bool:
     """Whether :func:`scan` runs ``cell`` with a native kernel: a cell that names one
     (``native = "lstm"`` or ``"gru"``) in float32 without ``matmul_dtype``, no masking,
-    perturbation, returned states or per-step remat, on a backend in :data:`NATIVE` where
-    :func:`rnnlab.native.usable` holds."""
+    perturbation, returned states or per-step remat, at least :data:`NATIVE_MIN_ROWS` rows
+    ``T*B``, on a backend in :data:`NATIVE` where :func:`rnnlab.native.usable` holds."""
     kind = getattr(cell, "native", None)
     if kind not in ("lstm", "gru") or not NATIVE.get(jax.default_backend(), False):
         return False
     if return_states or remat or getattr(cell, "matmul_dtype", None):
         return False
     if any(k in inputs for k in ("eps", "valid")):
+        return False
+    T, B = jax.tree.leaves(inputs["ids" if "ids" in inputs else next(iter(inputs))])[0].shape[:2]
+    if T * B < NATIVE_MIN_ROWS:
         return False
     streams = [inputs[k] for k in ("xp", "x", "table") if k in inputs]
     dtypes = [a.dtype for a in jax.tree.leaves((w, b, carry, streams))]

@@ -109,7 +109,7 @@ def threads(hidden: int, work: float | None = None) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     n = max(1, int(os.environ.get("RNNLAB_NATIVE_THREADS", cpus or 1)))
     if work is not None:
-        n = max(1, min(n, int(work // MIN_WORK)))
+        n = max(1, min(n, int(work / MIN_WORK) if MIN_WORK else n))
     while n > 0 and hidden % (PANEL * n):
         n -= 1
     return n

@@ -23,10 +23,16 @@ needs_kernel = pytest.mark.skipif(
     not (native._cpu_has_avx512f() and shutil.which("g++")),
     reason="the native kernel needs AVX-512F and g++ (elsewhere the XLA scan runs: tested below)",
 )
-B, T, D, V = 5, 9, 7, 11
+B, T, D, V = 5, 13, 7, 11  # T*B = 65 rows: at least fused.NATIVE_MIN_ROWS
 
 
 CELLS = ["lstm", "gru"]
+
+
+@pytest.fixture(autouse=True)
+def split_small_steps(monkeypatch):
+    """Let these small test steps split over threads (the kernel's 2+ thread path) too."""
+    monkeypatch.setattr(native, "MIN_WORK", 0)
 
 
 def setup(H, seed=0, name="lstm"):
@@ -71,7 +77,7 @@ def test_the_engine_hands_the_lstm_to_the_kernel_only_where_it_applies():
     lstm, elman = make_cell("lstm", 64), make_cell("elman", 64)
     w = jnp.zeros((64, 256))
     carry = (jnp.zeros((2, 64)), jnp.zeros((2, 64)))
-    xp = {"xp": jnp.zeros((3, 2, 256))}
+    xp = {"xp": jnp.zeros((32, 2, 256))}
     takes = lambda cell=lstm, w=w, carry=carry, inputs=xp, **kw: fused.takes_native(
         cell, w, None, carry, inputs, **kw
     )
@@ -79,14 +85,14 @@ def test_the_engine_hands_the_lstm_to_the_kernel_only_where_it_applies():
     assert not takes(cell=elman)
     gru_w, gru_b = jnp.zeros((64, 192)), jnp.zeros((192,))
     assert fused.takes_native(
-        make_cell("gru", 64), gru_w, gru_b, carry[1], {"xp": jnp.zeros((3, 2, 192))}
+        make_cell("gru", 64), gru_w, gru_b, carry[1], {"xp": jnp.zeros((32, 2, 192))}
     ) == (native.available())
     cho = make_cell("gru", 64, {"convention": "cho"})
-    assert not fused.takes_native(cho, gru_w, gru_b, carry[1], {"xp": jnp.zeros((3, 2, 192))})
+    assert not fused.takes_native(cho, gru_w, gru_b, carry[1], {"xp": jnp.zeros((32, 2, 192))})
     assert not takes(cell=make_cell("lstm", 64, {"matmul_dtype": "bfloat16"}))
     assert not takes(w=jnp.zeros((48, 192)))  # 48 units do not split into 32-wide panels
     assert not takes(w=w.astype(jnp.float64) if jax.config.x64_enabled else w.astype(jnp.bfloat16))
-    assert not takes(inputs=xp | {"valid": jnp.ones((3, 2), bool)})
+    assert not takes(inputs=xp | {"valid": jnp.ones((32, 2), bool)})
     assert not takes(inputs=xp | {"eps": carry})
     assert not takes(return_states=True)
     assert not takes(remat=True)
@@ -112,6 +118,9 @@ def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, name, H, inpu
     """H=96 with 2 CPUs runs one thread (96 = 3 panels); 64 runs two: both splits are covered
     where the machine has 2+ CPUs (RNNLAB_NATIVE_THREADS sets it)."""
     cell, params, xs, carry, ids, table, w_out = setup(H, name=name)
+    calls = []
+    real = getattr(native, f"{name}_forward")
+    monkeypatch.setattr(native, f"{name}_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(
         engine, "IN_LOOP_MAX_D", {jax.default_backend(): D if inputs == "in_loop" else 0}
     )
@@ -129,6 +138,7 @@ def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, name, H, inpu
     else:
         got = loss_and_grads(cell, params, xs, carry, w_out, "fused")
         want = loss_and_grads(cell, params, xs, carry, w_out, "autodiff")
+    assert calls  # the kernel ran
     assert_close(got, want)
 
 
@@ -175,3 +185,36 @@ def test_switched_off_runs_the_xla_scan(monkeypatch, name):
                                 jnp.zeros((1, 32)), jnp.zeros((1, 32)), save=False)  # fmt: skip
     finally:
         native._library.cache_clear()
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", CELLS)
+def test_chunked_remat_runs_the_kernel_in_each_chunk(monkeypatch, name):
+    """remat="chunked" picks a chunk length dividing T (T=36: 6 chunks of 6), so no step is
+    masked and each chunk runs the kernel; gradients equal the autodiff scan's."""
+    calls = []
+    real = getattr(native, f"{name}_forward")
+    monkeypatch.setattr(native, f"{name}_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cell, params, _, carry, *_, w_out = setup(64, name=name)
+    xs = jax.random.normal(jax.random.PRNGKey(3), (16, 36, D))
+    carry = jax.tree.map(lambda c: jnp.resize(c, (16, 64)), carry)
+
+    def grads(backward):
+        def loss(params, carry, xs):
+            final, ys, _ = unroll(cell, params, xs, carry, backward=backward, remat="chunked")
+            return objective(final, ys, w_out)
+
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(params, carry, xs)
+
+    got = grads("fused")
+    assert calls
+    assert_close(got, grads("autodiff"))
+
+
+def test_sampling_one_step_at_a_time_stays_on_xla():
+    """Fewer than NATIVE_MIN_ROWS rows T*B (sampling: one step, batch 1) take the XLA scan."""
+    w, carry = jnp.zeros((64, 256)), (jnp.zeros((1, 64)), jnp.zeros((1, 64)))
+    few = {"xp": jnp.zeros((1, 1, 256))}
+    assert not fused.takes_native(make_cell("lstm", 64), w, None, carry, few)
+    many = {"ids": jnp.zeros((fused.NATIVE_MIN_ROWS, 1), jnp.int32), "table": jnp.zeros((5, 256))}
+    assert fused.takes_native(make_cell("lstm", 64), w, None, carry, many) == native.available()
