@@ -33,7 +33,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SOURCE = pathlib.Path(__file__).with_name("native") / "recurrent_cpu.cc"
+#: the kernels' source; ``RNNLAB_NATIVE_SOURCE`` compiles another (an A/B of a kernel change:
+#: ``python benchmarks/native_loops.py --source OLD.cc``)
+SOURCE = pathlib.Path(
+    os.environ.get(
+        "RNNLAB_NATIVE_SOURCE", pathlib.Path(__file__).with_name("native") / "recurrent_cpu.cc"
+    )
+)
 FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-mavx512f", "-mavx512dq", "-mfma")
 #: FLOPs of one step's matmul per thread, at least: below it a step is a few microseconds and
 #: the threads' per-step barrier costs more than the split saves (train step B=32, H=128 on a
@@ -68,15 +74,15 @@ def _library() -> ctypes.CDLL | None:
     if cxx is None:
         return None
     include = jax.ffi.include_dir()
-    key = hashlib.sha256(
-        SOURCE.read_bytes() + " ".join((cxx, include, *FLAGS)).encode()
-    ).hexdigest()[:16]
+    flags = (*FLAGS, *os.environ.get("RNNLAB_NATIVE_FLAGS", "").split())  # e.g. -DSPIN=500
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join((cxx, include, *flags)).encode())
+    key = key.hexdigest()[:16]
     target = _cache_dir() / f"recurrent_cpu-{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             out = pathlib.Path(tmp) / target.name
-            cmd = [cxx, *FLAGS, f"-I{include}", str(SOURCE), "-o", str(out)]
+            cmd = [cxx, *flags, f"-I{include}", str(SOURCE), "-o", str(out)]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 warnings.warn(

@@ -191,8 +191,8 @@ inline __m512 tanh512(__m512 x) {
 // C[m, 0:NR] = init[m][0:NR] + sum_k A[m*lda + k] * P[k*NR + 0:NR], m < M (M <= MR).
 // P: a K x NR panel, row-major. init[m] may alias C's row.
 template <int M>
-inline void tile(int K, const float *A, int64_t lda, const float *P, const float *const *init,
-                 float *const *C) {
+inline void tile(int K, const float *A, int64_t lda, int64_t ldk, const float *P,
+                 const float *const *init, float *const *C) {
   __m512 c0[M], c1[M];
   for (int m = 0; m < M; ++m) {
     c0[m] = _mm512_loadu_ps(init[m]);
@@ -202,7 +202,7 @@ inline void tile(int K, const float *A, int64_t lda, const float *P, const float
     const __m512 b0 = _mm512_load_ps(P + k * NR);
     const __m512 b1 = _mm512_load_ps(P + k * NR + 16);
     for (int m = 0; m < M; ++m) {
-      const __m512 a = _mm512_set1_ps(A[m * lda + k]);
+      const __m512 a = _mm512_set1_ps(A[m * lda + k * ldk]);
       c0[m] = _mm512_fmadd_ps(a, b0, c0[m]);
       c1[m] = _mm512_fmadd_ps(a, b1, c1[m]);
     }
@@ -214,17 +214,17 @@ inline void tile(int K, const float *A, int64_t lda, const float *P, const float
 }
 
 // Rows [m0, m0+M) of one panel: dispatch the tile height.
-inline void tile_rows(int M, int K, const float *A, int64_t lda, const float *P,
+inline void tile_rows(int M, int K, const float *A, int64_t lda, int64_t ldk, const float *P,
                       const float *const *init, float *const *C) {
   switch (M) {
-    case 8: return tile<8>(K, A, lda, P, init, C);
-    case 7: return tile<7>(K, A, lda, P, init, C);
-    case 6: return tile<6>(K, A, lda, P, init, C);
-    case 5: return tile<5>(K, A, lda, P, init, C);
-    case 4: return tile<4>(K, A, lda, P, init, C);
-    case 3: return tile<3>(K, A, lda, P, init, C);
-    case 2: return tile<2>(K, A, lda, P, init, C);
-    default: return tile<1>(K, A, lda, P, init, C);
+    case 8: return tile<8>(K, A, lda, ldk, P, init, C);
+    case 7: return tile<7>(K, A, lda, ldk, P, init, C);
+    case 6: return tile<6>(K, A, lda, ldk, P, init, C);
+    case 5: return tile<5>(K, A, lda, ldk, P, init, C);
+    case 4: return tile<4>(K, A, lda, ldk, P, init, C);
+    case 3: return tile<3>(K, A, lda, ldk, P, init, C);
+    case 2: return tile<2>(K, A, lda, ldk, P, init, C);
+    default: return tile<1>(K, A, lda, ldk, P, init, C);
   }
 }
 
@@ -256,11 +256,24 @@ void pack_transposed(const float *W, int64_t H, int n_gates, int64_t U, int64_t 
 }
 
 // out(b, p)[0:NR] = init(b, p)[0:NR] + A[b, :K] @ panel p, for rows b < B and panels p < P.
+// pack_a: first copy A's rows, MR at a time, k-interleaved (Ap[m0*K + k*M + m]), so a tile's
+// broadcasts read one stream. It pays where A is short and re-read by many panels: the
+// forward's h_{t-1} [B, H] (LSTM-512 forward 22.8 -> 16.4 ms), not the backward's [B, 4H]
+// (16.2 -> 19.0 ms; python benchmarks/native_loops.py, BENCHMARKS.md).
 template <typename Init, typename Out>
 void matmul_panels(int64_t B, int64_t K, const float *A, int64_t lda, const float *packed,
-                   int64_t P, Init init_of, Out out_of) {
+                   int64_t P, bool pack_a, Init init_of, Out out_of) {
   const float *init[MR];
   float *out[MR];
+  thread_local std::vector<float> Ap;
+  if (pack_a) {
+    Ap.resize(B * K);
+    for (int64_t m0 = 0; m0 < B; m0 += MR) {
+      const int64_t M = std::min<int64_t>(MR, B - m0);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < K; ++k) Ap[m0 * K + k * M + m] = A[(m0 + m) * lda + k];
+    }
+  }
   for (int64_t p = 0; p < P; ++p)
     for (int64_t m0 = 0; m0 < B; m0 += MR) {
       const int M = static_cast<int>(std::min<int64_t>(MR, B - m0));
@@ -268,7 +281,11 @@ void matmul_panels(int64_t B, int64_t K, const float *A, int64_t lda, const floa
         init[m] = init_of(m0 + m, p);
         out[m] = out_of(m0 + m, p);
       }
-      tile_rows(M, static_cast<int>(K), A + m0 * lda, lda, packed + p * K * NR, init, out);
+      const float *panel = packed + p * K * NR;
+      if (pack_a)
+        tile_rows(M, static_cast<int>(K), Ap.data() + m0 * K, 1, M, panel, init, out);
+      else
+        tile_rows(M, static_cast<int>(K), A + m0 * lda, lda, 1, panel, init, out);
     }
 }
 
@@ -309,7 +326,7 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
         xrow[b] = X + row * G;
       }
       matmul_panels(
-          B, H, hprev, H, packed.p, panels,
+          B, H, hprev, H, packed.p, panels, true,
           [&](int64_t b, int64_t p) { return xrow[b] + (p / (U / NR)) * H + u0 + (p % (U / NR)) * NR; },
           [&](int64_t b, int64_t p) { return pre.p + b * cols + p * NR; });
       float *hnext = HS + t * B * H, *cnext = CS + t * B * H;
@@ -403,7 +420,7 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
       barrier.wait(sense);  // dgates_t complete: every thread reads all of it
       static const float zeros[NR] = {0};
       matmul_panels(
-          B, G, dg, G, packed.p, panels, [&](int64_t, int64_t) { return zeros; },
+          B, G, dg, G, packed.p, panels, false, [&](int64_t, int64_t) { return zeros; },
           [&](int64_t b, int64_t p) { return &dh[b * U + p * NR]; });
     }
     for (int64_t b = 0; b < B; ++b)
@@ -454,7 +471,7 @@ ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
         xrow[b] = X + row * G;
       }
       matmul_panels(
-          B, H, hprev, H, packed.p, 3 * blocks,
+          B, H, hprev, H, packed.p, 3 * blocks, true,
           [&](int64_t b, int64_t p) {
             const int64_t g = p / blocks, u = u0 + (p % blocks) * NR;
             return g < 2 ? xrow[b] + g * H + u : BN + u;
@@ -544,7 +561,7 @@ ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
       }
       barrier.wait(sense);  // dhr_t complete: every thread reads all of it
       matmul_panels(
-          B, G, dr, G, packed.p, panels,
+          B, G, dr, G, packed.p, panels, false,
           [&](int64_t b, int64_t p) { return &direct[b * U + p * NR]; },
           [&](int64_t b, int64_t p) { return &dh[b * U + p * NR]; });
     }
