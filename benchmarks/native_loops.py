@@ -5,8 +5,8 @@
     python benchmarks/native_loops.py --source old.cc         # A/B: another kernel source
 
 Each row jits one call of ``lstm_forward`` (with ``save``, as in training) and one of
-``lstm_backward`` (``gru_*`` for the GRU) over ``T`` steps of batch ``B`` reading token ids
-from a projected table, and times them round-robin (medians). GFLOP/s counts the recurrent
+``lstm_backward`` (``gru_*`` for the GRU, with the table's gradient) over ``T`` steps of batch
+``B`` reading token ids from a projected table, and times them round-robin (medians). GFLOP/s counts the recurrent
 matmuls only: ``2 * T * B * H * G`` per call (``G`` = 4H LSTM, 3H GRU), so the gap to the
 machine's large-matmul rate is what the gate math, the barriers and the packing cost.
 ``--source`` compiles another kernel file (``RNNLAB_NATIVE_SOURCE``), e.g. a previous
@@ -61,16 +61,17 @@ def main(argv=None) -> None:
             table = jax.random.normal(k[1], (V, G))
             ids = jax.random.randint(k[2], (T, B), 0, V)
             h0 = 0.1 * jax.random.normal(k[3], (B, H))
-            d_hs = jnp.ones((T, B, H))
+            d_ys = jnp.ones((B, T, H))
+            back = dict(ids=ids, vocab=V)  # and the table's gradient, as in training
             if cell == "lstm":
                 fwd = jax.jit(lambda t, w: native.lstm_forward(t, ids, w, h0, h0, save=True))
-                hs, cs, acts = fwd(table, w)
-                bwd = jax.jit(lambda w: native.lstm_backward(w, acts, cs, h0, d_hs, h0, h0))
+                ys, cs, acts, _ = fwd(table, w)
+                bwd = jax.jit(lambda w: native.lstm_backward(w, acts, cs, h0, d_ys, h0, h0, **back))
             else:
                 b_hn = jnp.zeros((H,))
                 fwd = jax.jit(lambda t, w: native.gru_forward(t, ids, w, b_hn, h0, save=True))
-                hs, acts = fwd(table, w)
-                bwd = jax.jit(lambda w: native.gru_backward(w, acts, hs, h0, d_hs, h0))
+                ys, acts, _ = fwd(table, w)
+                bwd = jax.jit(lambda w: native.gru_backward(w, acts, ys, h0, d_ys, h0, **back))
             calls = {"forward": lambda: fwd(table, w), "backward": lambda: bwd(w)}
             times = {name: [] for name in calls}
             for _ in range(2):  # warm-up

@@ -122,6 +122,7 @@ def scan(
     return_states: bool = False,
     remat: bool = False,
     unroll: int = 1,
+    batch_major: bool = False,
 ):
     """The engine's time scan with the fused backward; same contract as its ``lax.scan``.
 
@@ -143,9 +144,11 @@ def scan(
       return_states: also return the carry after every step.
       remat: keep only the carries for the backward pass (recompute ``hr_t`` there).
       unroll: forwarded to both scans.
+      batch_major: return ``ys`` as ``[B, T, O]`` (the native kernels write that layout, so
+        the engine skips a transpose).
 
     Returns:
-      ``(final_carry, (ys [T, B, O], states or None))``.
+      ``(final_carry, (ys [T, B, O] or [B, T, O], states or None))``.
     """
     if not supports(cell):
         raise ValueError(
@@ -282,9 +285,10 @@ def scan(
 
     run.defvjp(run_fwd, run_bwd)
     if takes_native(cell, w, b, carry, inputs, return_states=return_states, remat=remat):
-        return _native(cell, params, w, b, carry, inputs)
+        cT, ys = _native(cell, params, w, b, carry, inputs)  # ys [B, T, H]
+        return cT, (ys if batch_major else jnp.swapaxes(ys, 0, 1), None)
     cT, ys, states = run(params, w, b, table, carry, xp, eps, valid)
-    return cT, (ys, states)
+    return cT, (jnp.swapaxes(ys, 0, 1) if batch_major else ys, states)
 
 
 # ------------------------------------------- the native time loop (rnnlab.native, CPU)
@@ -319,10 +323,12 @@ def takes_native(cell, w, b, carry, inputs, *, return_states=False, remat=False)
 
 
 def _native(cell, params, w, b, carry, inputs):
-    """:func:`scan` by the kernels of :mod:`rnnlab.native`: the same custom VJP as the XLA
-    scan, with the loop in C++ (the forward saves the gates' activations; the backward gives
-    ``d_xp`` and ``d_hr`` [T, B, G], the cotangents of ``xp_t`` and ``hr_t``), and the weight
-    gradient ``dW_h = H_prev^T d_hr`` as one XLA matmul over all ``T*B`` rows."""
+    """:func:`scan` by the kernels of :mod:`rnnlab.native`, returning ``(final carry, ys
+    [B, T, H])``: the same custom VJP as the XLA scan, with the loop in C++. The forward also
+    saves the gates' activations and ``h_{t-1}^T`` ``[H, T*B]``; the backward gives ``d_xp``
+    and ``d_hr`` ``[T, B, G]`` (the cotangents of ``xp_t`` and ``hr_t``) and, for token
+    inputs, the table's gradient; the weight gradient ``dW_h = h_{t-1}^T d_hr`` is one XLA
+    matmul over all ``T*B`` rows."""
     kind = cell.native
     mode = next(k for k in ("ids", "x", "xp") if k in inputs)
     stream, table = inputs[mode], inputs.get("table")
@@ -337,13 +343,17 @@ def _native(cell, params, w, b, carry, inputs):
             return project(p, x.reshape(T * B, D)).reshape(T, B, -1), None
         return x, None
 
-    def forward(p, w, b, tab, carry, x, save):  # -> (final carry, ys [T, B, H], residuals)
+    def forward(p, w, b, tab, carry, x, save):  # -> (final carry, ys [B, T, H], residuals)
         if kind == "lstm":
             c0, h0 = carry
-            hs, cs, acts = native.lstm_forward(*kernel_inputs(p, tab, x), w, c0, h0, save=save)
-            return (cs[-1], hs[-1]), hs, (hs, cs, acts)
-        hs, acts = native.gru_forward(*kernel_inputs(p, tab, x), w, b[2 * H :], carry, save=save)
-        return hs[-1], hs, (hs, acts)
+            ys, cs, acts, h_prev_t = native.lstm_forward(
+                *kernel_inputs(p, tab, x), w, c0, h0, save=save
+            )
+            return (cs[-1], ys[:, -1]), ys, (cs, acts, h_prev_t)
+        ys, acts, h_prev_t = native.gru_forward(
+            *kernel_inputs(p, tab, x), w, b[2 * H :], carry, save=save
+        )
+        return ys[:, -1], ys, (ys, acts, h_prev_t)
 
     @jax.custom_vjp
     def run(p, w, b, tab, carry, x):
@@ -356,28 +366,33 @@ def _native(cell, params, w, b, carry, inputs):
 
     def run_bwd(res, cts):
         p, w, b, tab, carry, x, saved = res
-        d_cT, d_hs = cts
+        d_cT, d_ys = cts
+        ids = x if mode == "ids" else None  # the kernel sums the table's gradient by id
+        vocab = tab.shape[0] if mode == "ids" else 0
         if kind == "lstm":
-            (c0, h0), (hs, cs, acts) = carry, saved
-            d_pre, d_c0, d_h0 = native.lstm_backward(w, acts, cs, c0, d_hs, *d_cT)
+            cs, acts, h_prev_t = saved
+            d_pre, d_c0, d_h0, d_tab = native.lstm_backward(
+                w, acts, cs, carry[0], d_ys, *d_cT, ids=ids, vocab=vocab
+            )
             d_carry, d_xp, d_hr = (d_c0, d_h0), d_pre, d_pre  # LSTM: xp_t + hr_t, one cotangent
         else:
-            h0, (hs, acts) = carry, saved
-            d_xp, d_hr, d_carry = native.gru_backward(w, acts, hs, h0, d_hs, d_cT)
+            ys, acts, h_prev_t = saved
+            d_xp, d_hr, d_carry, d_tab = native.gru_backward(
+                w, acts, ys, carry, d_ys, d_cT, ids=ids, vocab=vocab
+            )
         T, B, G = d_hr.shape
         rows = lambda a: a.reshape(T * B, a.shape[-1])
-        h_prev = jnp.concatenate([h0[None], hs[:-1]])  # [T, B, H]
-        d_w = jnp.dot(rows(h_prev).T, rows(d_hr))  # [H, G]: one matmul over all T*B rows
+        d_w = jnp.dot(h_prev_t, rows(d_hr))  # [H, T*B] x [T*B, G]: one matmul, all rows
         d_b = None if b is None else jnp.sum(d_hr, axis=(0, 1))
-        d_p, d_tab, d_x = None, None, d_xp
+        d_p, d_x = None, d_xp
         if mode == "x":  # the projection's gradients, over all T*B rows at once
             _, vjp_p = jax.vjp(lambda p_, x_: project(p_, rows(x_)), p, x)
             d_p, d_x = vjp_p(rows(d_xp))
-        if mode == "ids":  # the table's gradient: scatter-add each token's cotangent to its row
-            d_tab = jnp.zeros_like(tab).at[x.reshape(T * B)].add(rows(d_xp))
+        if mode == "ids":
             d_x = None
+        else:
+            d_tab = None
         return d_p, d_w, d_b, d_tab, d_carry, d_x
 
     run.defvjp(run_fwd, run_bwd)
-    cT, ys = run(params, w, b, table, carry, stream)
-    return cT, (ys, None)
+    return run(params, w, b, table, carry, stream)

@@ -129,9 +129,18 @@ def usable(hidden: int, *dtypes) -> bool:
 def _require() -> None:
     if _library() is None:
         raise RuntimeError(
-            "rnnlab.native: the LSTM kernel is not available here (it needs the CPU backend, "
+            "rnnlab.native: the kernels are not available here (they need the CPU backend, "
             "AVX-512F and a C++ compiler; see rnnlab.native.available())"
         )
+
+
+def _f32(*shape) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(shape, jnp.float32)
+
+
+def _ids(ids) -> jax.Array:
+    """Token ids as the kernels read them: int32, or an empty array for none."""
+    return jnp.zeros((0,), jnp.int32) if ids is None else ids.astype(jnp.int32)
 
 
 def lstm_forward(xp, ids, w, c0, h0, *, save: bool):
@@ -142,42 +151,46 @@ def lstm_forward(xp, ids, w, c0, h0, *, save: bool):
         embedding table ``[V, 4H]`` (step ``t`` reads rows ``ids[t]``, clipped to ``[0, V)``).
       ids: ``[T, B]`` int token ids, or None.
       w: ``W_h [H, 4H]``.  c0, h0: ``[B, H]``.
-      save: also return the activated gates for :func:`lstm_backward`.
+      save: also return what :func:`lstm_backward` and the weight gradient read.
 
     Returns:
-      ``(hs, cs, acts)``: ``h_t`` and ``c_t`` for all t ``[T, B, H]``, and the activated
-      ``(i, f, g, o)`` ``[T, B, 4H]`` (an empty array unless ``save``).
+      ``(ys, cs, acts, h_prev_t)``: ``h_t`` for all t **batch-major** ``[B, T, H]`` (the
+      layer's output layout, so no transpose follows), ``c_t`` ``[T, B, H]``, the activated
+      ``(i, f, g, o)`` ``[T, B, 4H]`` and ``h_{t-1}^T`` ``[H, T*B]`` (columns in ``(t, b)``
+      order: the weight gradient's lhs); the last two are empty arrays unless ``save``.
     """
     _require()
     B, H = h0.shape
     T = ids.shape[0] if ids is not None else xp.shape[0]
-    ids = jnp.zeros((0,), jnp.int32) if ids is None else ids.astype(jnp.int32)
-    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
-    acts = f32(T, B, 4 * H) if save else f32(0)
-    outs = (f32(T, B, H), f32(T, B, H), acts)
+    saved = (_f32(T, B, 4 * H), _f32(H, T * B)) if save else (_f32(0), _f32(0))
+    outs = (_f32(B, T, H), _f32(T, B, H), *saved)
     call = jax.ffi.ffi_call("rnnlab_lstm_forward", outs, vmap_method=VMAP)
-    return call(xp, ids, w, c0, h0, threads=np.int64(threads(H, 2 * B * H * 4 * H)))
+    return call(xp, _ids(ids), w, c0, h0, threads=np.int64(threads(H, 2 * B * H * 4 * H)))
 
 
-def lstm_backward(w, acts, cs, c0, d_hs, d_cT, d_hT):
+def lstm_backward(w, acts, cs, c0, d_ys, d_cT, d_hT, ids=None, vocab: int = 0):
     """Cotangents through the loop of :func:`lstm_forward` (with ``save``).
 
     Args:
       w: ``W_h [H, 4H]``.  acts: ``[T, B, 4H]`` and cs: ``[T, B, H]`` from the forward.
-      c0: ``[B, H]``.  d_hs: ``[T, B, H]`` cotangent of every ``h_t`` as an output.
+      c0: ``[B, H]``.  d_ys: ``[B, T, H]`` cotangent of every output ``h_t`` (batch-major).
       d_cT, d_hT: ``[B, H]`` cotangents of the final carry.
+      ids, vocab: the forward's token ids ``[T, B]`` and table height ``V``, to get the
+        table's gradient here (None: no table).
 
     Returns:
-      ``(d_pre [T, B, 4H], d_c0 [B, H], d_h0 [B, H])``: ``d_pre`` is the cotangent of each
-      step's pre-activations ``xp_t + h_{t-1} W_h``, from which the weight gradient is
-      ``H_prev^T d_pre`` over all ``T*B`` rows.
+      ``(d_pre [T, B, 4H], d_c0 [B, H], d_h0 [B, H], d_table)``: ``d_pre`` is the cotangent of
+      each step's pre-activations ``xp_t + h_{t-1} W_h``, from which the weight gradient is
+      ``h_prev_t @ d_pre`` over all ``T*B`` rows; ``d_table`` ``[V, 4H]`` sums its rows by id
+      (an empty array without ``ids``).
     """
     _require()
     T, B, H = cs.shape
-    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
-    outs = (f32(T, B, 4 * H), f32(B, H), f32(B, H))
+    table = _f32(vocab, 4 * H) if ids is not None else _f32(0)
+    outs = (_f32(T, B, 4 * H), _f32(B, H), _f32(B, H), table)
     call = jax.ffi.ffi_call("rnnlab_lstm_backward", outs, vmap_method=VMAP)
-    return call(w, acts, cs, c0, d_hs, d_cT, d_hT, threads=np.int64(threads(H, 2 * B * H * 4 * H)))
+    args = (w, acts, cs, c0, d_ys, d_cT, d_hT, _ids(ids))
+    return call(*args, threads=np.int64(threads(H, 2 * B * H * 4 * H)))
 
 
 def gru_forward(xp, ids, w, b_hn, h0, *, save: bool):
@@ -186,32 +199,35 @@ def gru_forward(xp, ids, w, b_hn, h0, *, save: bool):
     Args:
       xp, ids: as :func:`lstm_forward`, with ``3H`` gate columns (r, z, n).
       w: ``W_h [H, 3H]``.  b_hn: ``[H]``.  h0: ``[B, H]``.
-      save: also return what :func:`gru_backward` reads.
+      save: also return what :func:`gru_backward` and the weight gradient read.
 
     Returns:
-      ``(hs [T, B, H], acts)``: ``acts`` ``[T, B, 4H]`` holds ``r, z, n`` and
-      ``m = h_{t-1} W_hn + b_hn`` per step (an empty array unless ``save``).
+      ``(ys [B, T, H], acts, h_prev_t)``: ``acts`` ``[T, B, 4H]`` holds ``r, z, n`` and
+      ``m = h_{t-1} W_hn + b_hn`` per step; ``h_prev_t`` as :func:`lstm_forward` (both empty
+      arrays unless ``save``).
     """
     _require()
     B, H = h0.shape
     T = ids.shape[0] if ids is not None else xp.shape[0]
-    ids = jnp.zeros((0,), jnp.int32) if ids is None else ids.astype(jnp.int32)
-    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
-    outs = (f32(T, B, H), f32(T, B, 4 * H) if save else f32(0))
+    saved = (_f32(T, B, 4 * H), _f32(H, T * B)) if save else (_f32(0), _f32(0))
+    outs = (_f32(B, T, H), *saved)
     call = jax.ffi.ffi_call("rnnlab_gru_forward", outs, vmap_method=VMAP)
-    return call(xp, ids, w, b_hn, h0, threads=np.int64(threads(H, 2 * B * H * 3 * H)))
+    return call(xp, _ids(ids), w, b_hn, h0, threads=np.int64(threads(H, 2 * B * H * 3 * H)))
 
 
-def gru_backward(w, acts, hs, h0, d_hs, d_hT):
-    """Cotangents through the loop of :func:`gru_forward` (with ``save``).
+def gru_backward(w, acts, ys, h0, d_ys, d_hT, ids=None, vocab: int = 0):
+    """Cotangents through the loop of :func:`gru_forward` (with ``save``); ``ys``, ``d_ys``
+    batch-major ``[B, T, H]``; ``ids``, ``vocab`` as :func:`lstm_backward`.
 
     Returns:
-      ``(d_xp [T, B, 3H], d_hr [T, B, 3H], d_h0 [B, H])``: the cotangents of the projected
-      inputs and of ``hr_t = h_{t-1} W_h + [0, 0, b_hn]`` (they differ in the n block).
+      ``(d_xp [T, B, 3H], d_hr [T, B, 3H], d_h0 [B, H], d_table)``: the cotangents of the
+      projected inputs and of ``hr_t = h_{t-1} W_h + [0, 0, b_hn]`` (they differ in the n
+      block), and ``d_xp``'s rows summed by id ``[V, 3H]`` (empty without ``ids``).
     """
     _require()
-    T, B, H = hs.shape
-    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
-    outs = (f32(T, B, 3 * H), f32(T, B, 3 * H), f32(B, H))
+    B, T, H = ys.shape
+    table = _f32(vocab, 3 * H) if ids is not None else _f32(0)
+    outs = (_f32(T, B, 3 * H), _f32(T, B, 3 * H), _f32(B, H), table)
     call = jax.ffi.ffi_call("rnnlab_gru_backward", outs, vmap_method=VMAP)
-    return call(w, acts, hs, h0, d_hs, d_hT, threads=np.int64(threads(H, 2 * B * H * 3 * H)))
+    args = (w, acts, ys, h0, d_ys, d_hT, _ids(ids))
+    return call(*args, threads=np.int64(threads(H, 2 * B * H * 3 * H)))

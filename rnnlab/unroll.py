@@ -458,15 +458,17 @@ def unroll(
         step = jax.checkpoint(step)
     if path == "associative":  # linear cells: h_t = a_t h_{t-1} + b_t
         carry, (ys, states) = linear_scan(cell, params, carry, inputs, return_states)
-    elif fast:
+    elif fast:  # ys batch-major already (the native kernels write it so: no transpose)
         carry, (ys, states) = fused.scan(
-            cell, params, carry, inputs, return_states=return_states, remat=remat, unroll=unroll
-        )
+            cell, params, carry, inputs, return_states=return_states, remat=remat,
+            unroll=unroll, batch_major=True,
+        )  # fmt: skip
     else:
         ahead = ("xp",) if fused.reads_ahead(cell) else ()  # see fused.scan_ahead
         carry, (ys, states) = fused.scan_ahead(step, carry, inputs, ahead=ahead, unroll=unroll)
 
-    ys = time_major(ys)  # [B, T, O]
+    if not fast:
+        ys = time_major(ys)  # [B, T, O]
     if states is not None:
         states = jax.tree.map(time_major, states)
     if reverse:

@@ -289,17 +289,50 @@ void matmul_panels(int64_t B, int64_t K, const float *A, int64_t lda, const floa
     }
 }
 
+// Units [u0, u0+U) of h [B, .] (row stride ldh) into columns [col0, col0+B) of hprev_t
+// [H, T*B]: the weight gradient's lhs, h_{t-1}^T for all t, written as the loop goes.
+inline void put_columns(float *HT, int64_t TB, int64_t col0, const float *h, int64_t ldh,
+                        int64_t B, int64_t u0, int64_t U) {
+  for (int64_t u = u0; u < u0 + U; ++u)
+    for (int64_t b = 0; b < B; ++b) HT[u * TB + col0 + b] = h[b * ldh + u];
+}
+
+// d_table[ids_t[b], gate columns of my units] += d[b, same columns], rows b < B of width G:
+// the projected table's gradient, each thread over its own columns (ids clipped as read).
+inline void add_rows(float *DT, const int32_t *ids_t, int64_t V, const float *d, int64_t B,
+                     int n_gates, int64_t H, int64_t u0, int64_t U) {
+  const int64_t G = n_gates * H;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t row = std::min<int64_t>(std::max<int32_t>(ids_t[b], 0), V - 1);
+    for (int g = 0; g < n_gates; ++g) {
+      float *dst = DT + row * G + g * H + u0;
+      const float *src = d + b * G + g * H + u0;
+      for (int64_t v = 0; v < U; v += 16)
+        _mm512_storeu_ps(dst + v, _mm512_add_ps(_mm512_loadu_ps(dst + v), _mm512_loadu_ps(src + v)));
+    }
+  }
+}
+
+// Zero my gate columns of all V rows of d_table.
+inline void zero_rows(float *DT, int64_t V, int n_gates, int64_t H, int64_t u0, int64_t U) {
+  for (int64_t row = 0; row < V; ++row)
+    for (int g = 0; g < n_gates; ++g) std::memset(DT + row * n_gates * H + g * H + u0, 0, U * 4);
+}
+
 // ----------------------------------------------------------------------------- the forward
 
 // Inputs: xp [T, B, 4H] (or table [V, 4H] with ids [T, B]), w [H, 4H], c0, h0 [B, H].
-// Outputs: hs, cs [T, B, H]; acts [T, B, 4H] (activated i, f, g, o; size 0 when not saved).
+// Outputs: ys [B, T, H] (h_t, batch-major: the layer's output layout); cs [T, B, H];
+// acts [T, B, 4H] (activated i, f, g, o) and hprev_t [H, T*B] (h_{t-1}^T) when saved, else
+// size 0.
 ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
                            ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> c0,
-                           ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> hs,
+                           ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> ys,
                            ffi::ResultBuffer<ffi::F32> cs, ffi::ResultBuffer<ffi::F32> acts,
-                           ffi::ThreadPool pool, int64_t threads) {
-  const auto hs_dims = hs->dimensions();
-  const int64_t T = hs_dims[0], B = hs_dims[1], H = hs_dims[2], G = 4 * H;
+                           ffi::ResultBuffer<ffi::F32> hprev_t, ffi::ThreadPool pool,
+                           int64_t threads) {
+  const auto cs_dims = cs->dimensions();
+  const int64_t T = cs_dims[0], B = cs_dims[1], H = cs_dims[2], G = 4 * H;
   const bool use_ids = ids.element_count() > 0;
   const int64_t V = use_ids ? xp.dimensions()[0] : 0;
   const bool save = acts->element_count() > 0;
@@ -307,18 +340,21 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
   const auto fits = [H](int size) { return H % (NR * size) == 0; };
   const float *W = w.typed_data(), *X = xp.typed_data();
   const int32_t *I = use_ids ? ids.typed_data() : nullptr;
-  float *HS = hs->typed_data(), *CS = cs->typed_data(), *ACT = save ? acts->typed_data() : nullptr;
+  float *YS = ys->typed_data(), *CS = cs->typed_data(), *ACT = save ? acts->typed_data() : nullptr;
+  float *HT = save ? hprev_t->typed_data() : nullptr;
   const float *C0 = c0.typed_data(), *H0 = h0.typed_data();
 
   run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
     const int64_t U = H / size, cols = 4 * U, panels = cols / NR, u0 = r * U;
+    if (save) put_columns(HT, T * B, 0, H0, H, B, u0, U);
     AlignedBuffer packed(static_cast<size_t>(H) * cols);
     pack_columns(W, H, 4, U, u0, packed.p);
     AlignedBuffer pre(static_cast<size_t>(B) * cols);  // [B, 4U]: gates before activation
     std::vector<const float *> xrow(B);
     int sense = 0;
     for (int64_t t = 0; t < T; ++t) {
-      const float *hprev = t == 0 ? H0 : HS + (t - 1) * B * H;  // [B, H]
+      const float *hprev = t == 0 ? H0 : YS + (t - 1) * H;  // [B, H], rows H or T*H apart
+      const int64_t ldh = t == 0 ? H : T * H;
       const float *cprev = t == 0 ? C0 : CS + (t - 1) * B * H;
       for (int64_t b = 0; b < B; ++b) {
         int64_t row = t * B + b;
@@ -326,10 +362,10 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
         xrow[b] = X + row * G;
       }
       matmul_panels(
-          B, H, hprev, H, packed.p, panels, true,
+          B, H, hprev, ldh, packed.p, panels, true,
           [&](int64_t b, int64_t p) { return xrow[b] + (p / (U / NR)) * H + u0 + (p % (U / NR)) * NR; },
           [&](int64_t b, int64_t p) { return pre.p + b * cols + p * NR; });
-      float *hnext = HS + t * B * H, *cnext = CS + t * B * H;
+      float *hnext = YS + t * H, *cnext = CS + t * B * H;  // h_t row b at hnext + b*T*H
       float *act = save ? ACT + t * B * G : nullptr;
       for (int64_t b = 0; b < B; ++b) {
         const float *pr = pre.p + b * cols;
@@ -341,7 +377,7 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
           const int64_t at = b * H + u0 + v;
           const __m512 c = _mm512_fmadd_ps(f, _mm512_loadu_ps(cprev + at), _mm512_mul_ps(i, gg));
           _mm512_storeu_ps(cnext + at, c);
-          _mm512_storeu_ps(hnext + at, _mm512_mul_ps(o, tanh512(c)));
+          _mm512_storeu_ps(hnext + b * T * H + u0 + v, _mm512_mul_ps(o, tanh512(c)));
           if (save) {
             float *a = act + b * G + u0 + v;
             _mm512_storeu_ps(a, i);
@@ -351,6 +387,7 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
           }
         }
       }
+      if (save && t + 1 < T) put_columns(HT, T * B, (t + 1) * B, hnext, T * H, B, u0, U);
       barrier.wait(sense);
     }
   });
@@ -359,14 +396,16 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
 
 // ---------------------------------------------------------------------------- the backward
 
-// Inputs: w [H, 4H], acts [T, B, 4H], cs [T, B, H], c0 [B, H], dys [T, B, H] (cotangent of
-// the outputs h_t), dcT, dhT [B, H] (of the final carry).
-// Outputs: dgates [T, B, 4H] (cotangent of the pre-activations), dc0, dh0 [B, H].
+// Inputs: w [H, 4H], acts [T, B, 4H], cs [T, B, H], c0 [B, H], dys [B, T, H] (cotangent of
+// the outputs h_t, batch-major), dcT, dhT [B, H] (of the final carry), ids [T, B] (or [0]).
+// Outputs: dgates [T, B, 4H] (cotangent of the pre-activations), dc0, dh0 [B, H], dtable
+// [V, 4H] (with ids: the projected table's gradient, sum of dgates rows by id; else [0]).
 ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
                             ffi::Buffer<ffi::F32> cs, ffi::Buffer<ffi::F32> c0,
                             ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dcT,
-                            ffi::Buffer<ffi::F32> dhT, ffi::ResultBuffer<ffi::F32> dgates,
-                            ffi::ResultBuffer<ffi::F32> dc0, ffi::ResultBuffer<ffi::F32> dh0,
+                            ffi::Buffer<ffi::F32> dhT, ffi::Buffer<ffi::S32> ids,
+                            ffi::ResultBuffer<ffi::F32> dgates, ffi::ResultBuffer<ffi::F32> dc0,
+                            ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dtable,
                             ffi::ThreadPool pool, int64_t threads) {
   const auto dims = cs.dimensions();
   const int64_t T = dims[0], B = dims[1], H = dims[2], G = 4 * H;
@@ -376,11 +415,16 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
   const float *C0 = c0.typed_data(), *DY = dys.typed_data();
   float *DG = dgates->typed_data(), *DC0 = dc0->typed_data(), *DH0 = dh0->typed_data();
   const float *DCT = dcT.typed_data(), *DHT = dhT.typed_data();
+  const bool use_ids = ids.element_count() > 0;
+  const int32_t *I = use_ids ? ids.typed_data() : nullptr;
+  const int64_t V = use_ids ? dtable->dimensions()[0] : 0;
+  float *DT = use_ids ? dtable->typed_data() : nullptr;
 
   run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
     const int64_t U = H / size, panels = U / NR, u0 = r * U;
     AlignedBuffer packed(static_cast<size_t>(G) * U);
     pack_transposed(W, H, 4, U, u0, packed.p);
+    if (use_ids) zero_rows(DT, V, 4, H, u0, U);
     // my units' carried cotangents, [B, U] each; dh_rec starts as dL/dh_T, dc as dL/dc_T
     std::vector<float> dh(B * U), dc(B * U);
     for (int64_t b = 0; b < B; ++b)
@@ -391,7 +435,8 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
     int sense = 0;
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t t = T - 1; t >= 0; --t) {
-      const float *act = ACT + t * B * G, *ct = CS + t * B * H, *dy = DY + t * B * H;
+      const float *act = ACT + t * B * G, *ct = CS + t * B * H;
+      const float *dy = DY + t * H;  // row b at dy + b*T*H
       const float *cprev = t == 0 ? C0 : CS + (t - 1) * B * H;
       float *dg = DG + t * B * G;
       for (int64_t b = 0; b < B; ++b) {
@@ -400,7 +445,8 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
           const float *a = act + b * G + u0 + v;
           const __m512 i = _mm512_loadu_ps(a), f = _mm512_loadu_ps(a + H);
           const __m512 g = _mm512_loadu_ps(a + 2 * H), o = _mm512_loadu_ps(a + 3 * H);
-          const __m512 d_h = _mm512_add_ps(_mm512_loadu_ps(dy + at), _mm512_loadu_ps(&dh[b * U + v]));
+          const __m512 d_h = _mm512_add_ps(_mm512_loadu_ps(dy + b * T * H + u0 + v),
+                                           _mm512_loadu_ps(&dh[b * U + v]));
           const __m512 tc = tanh512(_mm512_loadu_ps(ct + at));
           __m512 d_c = _mm512_loadu_ps(&dc[b * U + v]);
           d_c = _mm512_fmadd_ps(_mm512_mul_ps(d_h, o), _mm512_fnmadd_ps(tc, tc, one), d_c);
@@ -417,6 +463,7 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
           _mm512_storeu_ps(o_ + 3 * H, d_o);
         }
       }
+      if (use_ids) add_rows(DT, I + t * B, V, dg, B, 4, H, u0, U);
       barrier.wait(sense);  // dgates_t complete: every thread reads all of it
       static const float zeros[NR] = {0};
       matmul_panels(
@@ -438,14 +485,15 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
 //     [hr, hz, hn] = h_{t-1} W_h;  r = sig(xr + hr);  z = sig(xz + hz);  m = hn + b_hn
 //     n = tanh(xn + r m);  h_t = n + z (h_{t-1} - n)
 // Inputs: xp [T, B, 3H] (or table [V, 3H] with ids), w [H, 3H], b_hn [H], h0 [B, H].
-// Outputs: hs [T, B, H]; acts [T, B, 4H] = (r, z, n, m) per step (size 0 when not saved).
+// Outputs: ys [B, T, H] (h_t, batch-major); acts [T, B, 4H] = (r, z, n, m) per step and
+// hprev_t [H, T*B] (h_{t-1}^T) when saved, else size 0.
 ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
                           ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> b_hn,
-                          ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> hs,
-                          ffi::ResultBuffer<ffi::F32> acts, ffi::ThreadPool pool,
-                          int64_t threads) {
-  const auto hs_dims = hs->dimensions();
-  const int64_t T = hs_dims[0], B = hs_dims[1], H = hs_dims[2], G = 3 * H;
+                          ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> ys,
+                          ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> hprev_t,
+                          ffi::ThreadPool pool, int64_t threads) {
+  const auto ys_dims = ys->dimensions();
+  const int64_t B = ys_dims[0], T = ys_dims[1], H = ys_dims[2], G = 3 * H;
   const bool use_ids = ids.element_count() > 0;
   const int64_t V = use_ids ? xp.dimensions()[0] : 0;
   const bool save = acts->element_count() > 0;
@@ -453,42 +501,44 @@ ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
   const auto fits = [H](int size) { return H % (NR * size) == 0; };
   const float *W = w.typed_data(), *X = xp.typed_data(), *BN = b_hn.typed_data();
   const int32_t *I = use_ids ? ids.typed_data() : nullptr;
-  float *HS = hs->typed_data(), *ACT = save ? acts->typed_data() : nullptr;
+  float *YS = ys->typed_data(), *ACT = save ? acts->typed_data() : nullptr;
+  float *HT = save ? hprev_t->typed_data() : nullptr;
   const float *H0 = h0.typed_data();
 
   run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
     const int64_t U = H / size, cols = 3 * U, blocks = U / NR, u0 = r * U;
+    if (save) put_columns(HT, T * B, 0, H0, H, B, u0, U);
     AlignedBuffer packed(static_cast<size_t>(H) * cols);
     pack_columns(W, H, 3, U, u0, packed.p);
     AlignedBuffer pre(static_cast<size_t>(B) * cols);  // [B, 3U]: xr + hr, xz + hz, hn + b_hn
     std::vector<const float *> xrow(B);
     int sense = 0;
     for (int64_t t = 0; t < T; ++t) {
-      const float *hprev = t == 0 ? H0 : HS + (t - 1) * B * H;
+      const float *hprev = t == 0 ? H0 : YS + (t - 1) * H;  // [B, H], rows H or T*H apart
+      const int64_t ldh = t == 0 ? H : T * H;
       for (int64_t b = 0; b < B; ++b) {
         int64_t row = t * B + b;
         if (use_ids) row = std::min<int64_t>(std::max<int32_t>(I[row], 0), V - 1);
         xrow[b] = X + row * G;
       }
       matmul_panels(
-          B, H, hprev, H, packed.p, 3 * blocks, true,
+          B, H, hprev, ldh, packed.p, 3 * blocks, true,
           [&](int64_t b, int64_t p) {
             const int64_t g = p / blocks, u = u0 + (p % blocks) * NR;
             return g < 2 ? xrow[b] + g * H + u : BN + u;
           },
           [&](int64_t b, int64_t p) { return pre.p + b * cols + p * NR; });
-      float *hnext = HS + t * B * H;
+      float *hnext = YS + t * H;  // row b at hnext + b*T*H
       float *act = save ? ACT + t * B * 4 * H : nullptr;
       for (int64_t b = 0; b < B; ++b) {
         const float *pr = pre.p + b * cols;
         for (int64_t v = 0; v < U; v += 16) {
-          const int64_t at = b * H + u0 + v;
           const __m512 rr = sigmoid512(_mm512_loadu_ps(pr + v));
           const __m512 z = sigmoid512(_mm512_loadu_ps(pr + U + v));
           const __m512 m = _mm512_loadu_ps(pr + 2 * U + v);
           const __m512 n = tanh512(_mm512_fmadd_ps(rr, m, _mm512_loadu_ps(xrow[b] + 2 * H + u0 + v)));
-          const __m512 hp = _mm512_loadu_ps(hprev + at);
-          _mm512_storeu_ps(hnext + at, _mm512_fmadd_ps(z, _mm512_sub_ps(hp, n), n));
+          const __m512 hp = _mm512_loadu_ps(hprev + b * ldh + u0 + v);
+          _mm512_storeu_ps(hnext + b * T * H + u0 + v, _mm512_fmadd_ps(z, _mm512_sub_ps(hp, n), n));
           if (save) {
             float *a = act + b * 4 * H + u0 + v;
             _mm512_storeu_ps(a, rr);
@@ -498,6 +548,7 @@ ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
           }
         }
       }
+      if (save && t + 1 < T) put_columns(HT, T * B, (t + 1) * B, hnext, T * H, B, u0, U);
       barrier.wait(sense);
     }
   });
@@ -508,43 +559,51 @@ ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
 //     dn = dh (1 - z);  dz = dh (h_{t-1} - n);  dp = dn (1 - n^2)   (p = xn + r m)
 //     d_r = dp m r (1 - r);  d_z = dz z (1 - z);  dm = dp r
 //     dxp_t = [d_r, d_z, dp];  dhr_t = [d_r, d_z, dm];  dh_rec <- dh z + dhr_t W_h^T
-// Inputs: w [H, 3H], acts [T, B, 4H], hs [T, B, H], h0 [B, H], dys [T, B, H], dhT [B, H].
-// Outputs: dxp, dhr [T, B, 3H], dh0 [B, H].
+// Inputs: w [H, 3H], acts [T, B, 4H], ys [B, T, H], h0 [B, H], dys [B, T, H], dhT [B, H],
+// ids [T, B] (or [0]).
+// Outputs: dxp, dhr [T, B, 3H], dh0 [B, H], dtable [V, 3H] (with ids: dxp rows summed by id).
 ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
-                           ffi::Buffer<ffi::F32> hs, ffi::Buffer<ffi::F32> h0,
+                           ffi::Buffer<ffi::F32> ys, ffi::Buffer<ffi::F32> h0,
                            ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dhT,
-                           ffi::ResultBuffer<ffi::F32> dxp, ffi::ResultBuffer<ffi::F32> dhr,
-                           ffi::ResultBuffer<ffi::F32> dh0, ffi::ThreadPool pool,
+                           ffi::Buffer<ffi::S32> ids, ffi::ResultBuffer<ffi::F32> dxp,
+                           ffi::ResultBuffer<ffi::F32> dhr, ffi::ResultBuffer<ffi::F32> dh0,
+                           ffi::ResultBuffer<ffi::F32> dtable, ffi::ThreadPool pool,
                            int64_t threads) {
-  const auto dims = hs.dimensions();
-  const int64_t T = dims[0], B = dims[1], H = dims[2], G = 3 * H;
+  const auto dims = ys.dimensions();
+  const int64_t B = dims[0], T = dims[1], H = dims[2], G = 3 * H;
   if (H % NR != 0) return ffi::Error::InvalidArgument("gru_backward: H % 32 != 0");
   const auto fits = [H](int size) { return H % (NR * size) == 0; };
-  const float *W = w.typed_data(), *ACT = acts.typed_data(), *HS = hs.typed_data();
+  const float *W = w.typed_data(), *ACT = acts.typed_data(), *YS = ys.typed_data();
   const float *H0 = h0.typed_data(), *DY = dys.typed_data(), *DHT = dhT.typed_data();
   float *DX = dxp->typed_data(), *DR = dhr->typed_data(), *DH0 = dh0->typed_data();
+  const bool use_ids = ids.element_count() > 0;
+  const int32_t *I = use_ids ? ids.typed_data() : nullptr;
+  const int64_t V = use_ids ? dtable->dimensions()[0] : 0;
+  float *DT = use_ids ? dtable->typed_data() : nullptr;
 
   run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
     const int64_t U = H / size, panels = U / NR, u0 = r * U;
     AlignedBuffer packed(static_cast<size_t>(G) * U);
     pack_transposed(W, H, 3, U, u0, packed.p);
+    if (use_ids) zero_rows(DT, V, 3, H, u0, U);
     std::vector<float> dh(B * U), direct(B * U);  // dh_rec of my units; dh z (the skip path)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t v = 0; v < U; ++v) dh[b * U + v] = DHT[b * H + u0 + v];
     int sense = 0;
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t t = T - 1; t >= 0; --t) {
-      const float *act = ACT + t * B * 4 * H, *dy = DY + t * B * H;
-      const float *hprev = t == 0 ? H0 : HS + (t - 1) * B * H;
+      const float *act = ACT + t * B * 4 * H, *dy = DY + t * H;  // dy row b at dy + b*T*H
+      const float *hprev = t == 0 ? H0 : YS + (t - 1) * H;
+      const int64_t ldh = t == 0 ? H : T * H;
       float *dx = DX + t * B * G, *dr = DR + t * B * G;
       for (int64_t b = 0; b < B; ++b) {
         for (int64_t v = 0; v < U; v += 16) {
-          const int64_t at = b * H + u0 + v;
           const float *a = act + b * 4 * H + u0 + v;
           const __m512 rr = _mm512_loadu_ps(a), z = _mm512_loadu_ps(a + H);
           const __m512 n = _mm512_loadu_ps(a + 2 * H), m = _mm512_loadu_ps(a + 3 * H);
-          const __m512 d_h = _mm512_add_ps(_mm512_loadu_ps(dy + at), _mm512_loadu_ps(&dh[b * U + v]));
-          const __m512 dz = _mm512_mul_ps(d_h, _mm512_sub_ps(_mm512_loadu_ps(hprev + at), n));
+          const __m512 d_h = _mm512_add_ps(_mm512_loadu_ps(dy + b * T * H + u0 + v),
+                                           _mm512_loadu_ps(&dh[b * U + v]));
+          const __m512 dz = _mm512_mul_ps(d_h, _mm512_sub_ps(_mm512_loadu_ps(hprev + b * ldh + u0 + v), n));
           const __m512 dp = _mm512_mul_ps(_mm512_mul_ps(d_h, _mm512_sub_ps(one, z)),
                                           _mm512_fnmadd_ps(n, n, one));
           const __m512 d_r = _mm512_mul_ps(_mm512_mul_ps(dp, m), _mm512_mul_ps(rr, _mm512_sub_ps(one, rr)));
@@ -559,6 +618,7 @@ ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
           _mm512_storeu_ps(dr + o + 2 * H, _mm512_mul_ps(dp, rr));
         }
       }
+      if (use_ids) add_rows(DT, I + t * B, V, dx, B, 3, H, u0, U);
       barrier.wait(sense);  // dhr_t complete: every thread reads all of it
       matmul_panels(
           B, G, dr, G, packed.p, panels, false,
@@ -580,9 +640,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmForward, LstmForwardImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // w [H, 4H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // c0 [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // h0 [B, H]
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // hs [T, B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // ys [B, T, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // cs [T, B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H] or [0]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // hprev_t [H, T*B] or [0]
                                   .Ctx<ffi::ThreadPool>()
                                   .Attr<int64_t>("threads"));
 
@@ -592,12 +653,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmBackward, LstmBackwardImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // cs [T, B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // c0 [B, H]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // dys [T, B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dys [B, T, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dcT [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dhT [B, H]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // ids [T, B] or [0]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dgates [T, B, 4H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dc0 [B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dtable [V, 4H] or [0]
                                   .Ctx<ffi::ThreadPool>()
                                   .Attr<int64_t>("threads"));
 
@@ -608,8 +671,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(GruForward, GruForwardImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // w [H, 3H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // b_hn [H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // h0 [B, H]
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // hs [T, B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // ys [B, T, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H] or [0]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // hprev_t [H, T*B] or [0]
                                   .Ctx<ffi::ThreadPool>()
                                   .Attr<int64_t>("threads"));
 
@@ -617,12 +681,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(GruBackward, GruBackwardImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()  // w [H, 3H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // hs [T, B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // ys [B, T, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // h0 [B, H]
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // dys [T, B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dys [B, T, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dhT [B, H]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // ids [T, B] or [0]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dxp [T, B, 3H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dhr [T, B, 3H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dtable [V, 3H] or [0]
                                   .Ctx<ffi::ThreadPool>()
                                   .Attr<int64_t>("threads"));
