@@ -305,19 +305,19 @@ NATIVE_MIN_ROWS = 64
 def takes_native(cell, w, b, carry, inputs, *, return_states=False, remat=False) -> bool:
     """Whether :func:`scan` runs ``cell`` with a native kernel: a cell that names one
     (``native = "lstm"`` or ``"gru"``) in float32 without ``matmul_dtype``, no masking,
-    perturbation, returned states or per-step remat, at least :data:`NATIVE_MIN_ROWS` rows
+    returned states or per-step remat, at least :data:`NATIVE_MIN_ROWS` rows
     ``T*B``, on a backend in :data:`NATIVE` where :func:`rnnlab.native.usable` holds."""
     kind = getattr(cell, "native", None)
     if kind not in ("lstm", "gru") or not NATIVE.get(jax.default_backend(), False):
         return False
     if return_states or remat or getattr(cell, "matmul_dtype", None):
         return False
-    if any(k in inputs for k in ("eps", "valid")):
+    if "valid" in inputs:
         return False
     T, B = jax.tree.leaves(inputs["ids" if "ids" in inputs else next(iter(inputs))])[0].shape[:2]
     if T * B < NATIVE_MIN_ROWS:
         return False
-    streams = [inputs[k] for k in ("xp", "x", "table") if k in inputs]
+    streams = [inputs[k] for k in ("xp", "x", "table", "eps") if k in inputs]
     dtypes = [a.dtype for a in jax.tree.leaves((w, b, carry, streams))]
     return native.usable(w.shape[0], *dtypes)
 
@@ -331,7 +331,7 @@ def _native(cell, params, w, b, carry, inputs):
     matmul over all ``T*B`` rows."""
     kind = cell.native
     mode = next(k for k in ("ids", "x", "xp") if k in inputs)
-    stream, table = inputs[mode], inputs.get("table")
+    stream, table, eps = inputs[mode], inputs.get("table"), inputs.get("eps")
     project = lambda p, x: cell.apply(p, x, method="project")
     H = w.shape[0]
 
@@ -343,43 +343,45 @@ def _native(cell, params, w, b, carry, inputs):
             return project(p, x.reshape(T * B, D)).reshape(T, B, -1), None
         return x, None
 
-    def forward(p, w, b, tab, carry, x, save):  # -> (final carry, ys [B, T, H], residuals)
+    def forward(p, w, b, tab, carry, x, e, save):  # -> (final carry, ys [B, T, H], residuals)
         if kind == "lstm":
             c0, h0 = carry
             ys, cs, acts, h_prev_t = native.lstm_forward(
-                *kernel_inputs(p, tab, x), w, c0, h0, save=save
+                *kernel_inputs(p, tab, x), w, c0, h0, save=save, eps=e
             )
             return (cs[-1], ys[:, -1]), ys, (cs, acts, h_prev_t)
         ys, acts, h_prev_t = native.gru_forward(
-            *kernel_inputs(p, tab, x), w, b[2 * H :], carry, save=save
+            *kernel_inputs(p, tab, x), w, b[2 * H :], carry, save=save, eps=e
         )
         return ys[:, -1], ys, (ys, acts, h_prev_t)
 
     @jax.custom_vjp
-    def run(p, w, b, tab, carry, x):
-        cT, ys, _ = forward(p, w, b, tab, carry, x, save=False)
+    def run(p, w, b, tab, carry, x, e):
+        cT, ys, _ = forward(p, w, b, tab, carry, x, e, save=False)
         return cT, ys
 
-    def run_fwd(p, w, b, tab, carry, x):
-        cT, ys, saved = forward(p, w, b, tab, carry, x, save=True)
-        return (cT, ys), (p, w, b, tab, carry, x, saved)
+    def run_fwd(p, w, b, tab, carry, x, e):
+        cT, ys, saved = forward(p, w, b, tab, carry, x, e, save=True)
+        return (cT, ys), (p, w, b, tab, carry, x, e, saved)
 
     def run_bwd(res, cts):
-        p, w, b, tab, carry, x, saved = res
+        p, w, b, tab, carry, x, e, saved = res
         d_cT, d_ys = cts
         ids = x if mode == "ids" else None  # the kernel sums the table's gradient by id
         vocab = tab.shape[0] if mode == "ids" else 0
         if kind == "lstm":
             cs, acts, h_prev_t = saved
-            d_pre, d_c0, d_h0, d_tab = native.lstm_backward(
-                w, acts, cs, carry[0], d_ys, *d_cT, ids=ids, vocab=vocab
+            eps_c = None if e is None else e[0]
+            d_pre, d_c0, d_h0, d_tab, d_e = native.lstm_backward(
+                w, acts, cs, carry[0], d_ys, *d_cT, ids=ids, vocab=vocab, eps_c=eps_c
             )
             d_carry, d_xp, d_hr = (d_c0, d_h0), d_pre, d_pre  # LSTM: xp_t + hr_t, one cotangent
         else:
             ys, acts, h_prev_t = saved
-            d_xp, d_hr, d_carry, d_tab = native.gru_backward(
-                w, acts, ys, carry, d_ys, d_cT, ids=ids, vocab=vocab
+            d_xp, d_hr, d_carry, d_tab, d_e = native.gru_backward(
+                w, acts, ys, carry, d_ys, d_cT, ids=ids, vocab=vocab, perturbed=e is not None
             )
+        d_e = None if e is None else d_e
         T, B, G = d_hr.shape
         rows = lambda a: a.reshape(T * B, a.shape[-1])
         d_w = jnp.dot(h_prev_t, rows(d_hr))  # [H, T*B] x [T*B, G]: one matmul, all rows
@@ -392,7 +394,7 @@ def _native(cell, params, w, b, carry, inputs):
             d_x = None
         else:
             d_tab = None
-        return d_p, d_w, d_b, d_tab, d_carry, d_x
+        return d_p, d_w, d_b, d_tab, d_carry, d_x, d_e
 
     run.defvjp(run_fwd, run_bwd)
-    return run(params, w, b, table, carry, stream)
+    return run(params, w, b, table, carry, stream, eps)

@@ -143,7 +143,12 @@ def _ids(ids) -> jax.Array:
     return jnp.zeros((0,), jnp.int32) if ids is None else ids.astype(jnp.int32)
 
 
-def lstm_forward(xp, ids, w, c0, h0, *, save: bool):
+def _eps(e) -> jax.Array:
+    """A perturbation as the kernels read it: ``[T, B, H]``, or an empty array for none."""
+    return jnp.zeros((0,), jnp.float32) if e is None else e
+
+
+def lstm_forward(xp, ids, w, c0, h0, *, save: bool, eps=None):
     """The LSTM over ``T`` steps from the projected inputs.
 
     Args:
@@ -152,6 +157,8 @@ def lstm_forward(xp, ids, w, c0, h0, *, save: bool):
       ids: ``[T, B]`` int token ids, or None.
       w: ``W_h [H, 4H]``.  c0, h0: ``[B, H]``.
       save: also return what :func:`lstm_backward` and the weight gradient read.
+      eps: ``(eps_c, eps_h)`` ``[T, B, H]`` each, or None: added to the carry after every
+        step (the ``dL/dh_t`` probes' perturbation); ``y_t`` is the perturbed ``h_t``.
 
     Returns:
       ``(ys, cs, acts, h_prev_t)``: ``h_t`` for all t **batch-major** ``[B, T, H]`` (the
@@ -165,10 +172,12 @@ def lstm_forward(xp, ids, w, c0, h0, *, save: bool):
     saved = (_f32(T, B, 4 * H), _f32(H, T * B)) if save else (_f32(0), _f32(0))
     outs = (_f32(B, T, H), _f32(T, B, H), *saved)
     call = jax.ffi.ffi_call("rnnlab_lstm_forward", outs, vmap_method=VMAP)
-    return call(xp, _ids(ids), w, c0, h0, threads=np.int64(threads(H, 2 * B * H * 4 * H)))
+    eps_c, eps_h = (None, None) if eps is None else eps
+    args = (xp, _ids(ids), w, c0, h0, _eps(eps_c), _eps(eps_h))
+    return call(*args, threads=np.int64(threads(H, 2 * B * H * 4 * H)))
 
 
-def lstm_backward(w, acts, cs, c0, d_ys, d_cT, d_hT, ids=None, vocab: int = 0):
+def lstm_backward(w, acts, cs, c0, d_ys, d_cT, d_hT, ids=None, vocab: int = 0, eps_c=None):
     """Cotangents through the loop of :func:`lstm_forward` (with ``save``).
 
     Args:
@@ -177,29 +186,38 @@ def lstm_backward(w, acts, cs, c0, d_ys, d_cT, d_hT, ids=None, vocab: int = 0):
       d_cT, d_hT: ``[B, H]`` cotangents of the final carry.
       ids, vocab: the forward's token ids ``[T, B]`` and table height ``V``, to get the
         table's gradient here (None: no table).
+      eps_c: the forward's ``eps_c`` when it was perturbed (else None).
 
     Returns:
-      ``(d_pre [T, B, 4H], d_c0 [B, H], d_h0 [B, H], d_table)``: ``d_pre`` is the cotangent of
-      each step's pre-activations ``xp_t + h_{t-1} W_h``, from which the weight gradient is
-      ``h_prev_t @ d_pre`` over all ``T*B`` rows; ``d_table`` ``[V, 4H]`` sums its rows by id
-      (an empty array without ``ids``).
+      ``(d_pre [T, B, 4H], d_c0 [B, H], d_h0 [B, H], d_table, (d_eps_c, d_eps_h))``:
+      ``d_pre`` is the cotangent of each step's pre-activations ``xp_t + h_{t-1} W_h``, from
+      which the weight gradient is ``h_prev_t @ d_pre`` over all ``T*B`` rows; ``d_table``
+      ``[V, 4H]`` sums its rows by id (an empty array without ``ids``); ``d_eps_*``
+      ``[T, B, H]`` are the cotangents of the perturbed carry after every step (empty arrays
+      without ``eps_c``).
     """
     _require()
     T, B, H = cs.shape
     table = _f32(vocab, 4 * H) if ids is not None else _f32(0)
-    outs = (_f32(T, B, 4 * H), _f32(B, H), _f32(B, H), table)
+    d_eps = (_f32(T, B, H),) * 2 if eps_c is not None else (_f32(0),) * 2
+    outs = (_f32(T, B, 4 * H), _f32(B, H), _f32(B, H), table, *d_eps)
     call = jax.ffi.ffi_call("rnnlab_lstm_backward", outs, vmap_method=VMAP)
-    args = (w, acts, cs, c0, d_ys, d_cT, d_hT, _ids(ids))
-    return call(*args, threads=np.int64(threads(H, 2 * B * H * 4 * H)))
+    args = (w, acts, cs, c0, d_ys, d_cT, d_hT, _ids(ids), _eps(eps_c))
+    d_pre, d_c0, d_h0, d_table, *d_eps = call(
+        *args, threads=np.int64(threads(H, 2 * B * H * 4 * H))
+    )
+    return d_pre, d_c0, d_h0, d_table, tuple(d_eps)
 
 
-def gru_forward(xp, ids, w, b_hn, h0, *, save: bool):
+def gru_forward(xp, ids, w, b_hn, h0, *, save: bool, eps=None):
     """The GRU (``convention="pytorch"``) over ``T`` steps from the projected inputs.
 
     Args:
       xp, ids: as :func:`lstm_forward`, with ``3H`` gate columns (r, z, n).
       w: ``W_h [H, 3H]``.  b_hn: ``[H]``.  h0: ``[B, H]``.
       save: also return what :func:`gru_backward` and the weight gradient read.
+      eps: ``[T, B, H]`` or None: added to ``h_t`` after every step, as in
+        :func:`lstm_forward`.
 
     Returns:
       ``(ys [B, T, H], acts, h_prev_t)``: ``acts`` ``[T, B, 4H]`` holds ``r, z, n`` and
@@ -212,22 +230,26 @@ def gru_forward(xp, ids, w, b_hn, h0, *, save: bool):
     saved = (_f32(T, B, 4 * H), _f32(H, T * B)) if save else (_f32(0), _f32(0))
     outs = (_f32(B, T, H), *saved)
     call = jax.ffi.ffi_call("rnnlab_gru_forward", outs, vmap_method=VMAP)
-    return call(xp, _ids(ids), w, b_hn, h0, threads=np.int64(threads(H, 2 * B * H * 3 * H)))
+    args = (xp, _ids(ids), w, b_hn, h0, _eps(eps))
+    return call(*args, threads=np.int64(threads(H, 2 * B * H * 3 * H)))
 
 
-def gru_backward(w, acts, ys, h0, d_ys, d_hT, ids=None, vocab: int = 0):
+def gru_backward(w, acts, ys, h0, d_ys, d_hT, ids=None, vocab: int = 0, perturbed=False):
     """Cotangents through the loop of :func:`gru_forward` (with ``save``); ``ys``, ``d_ys``
-    batch-major ``[B, T, H]``; ``ids``, ``vocab`` as :func:`lstm_backward`.
+    batch-major ``[B, T, H]``; ``ids``, ``vocab`` as :func:`lstm_backward`; ``perturbed``:
+    the forward had ``eps``.
 
     Returns:
-      ``(d_xp [T, B, 3H], d_hr [T, B, 3H], d_h0 [B, H], d_table)``: the cotangents of the
-      projected inputs and of ``hr_t = h_{t-1} W_h + [0, 0, b_hn]`` (they differ in the n
-      block), and ``d_xp``'s rows summed by id ``[V, 3H]`` (empty without ``ids``).
+      ``(d_xp [T, B, 3H], d_hr [T, B, 3H], d_h0 [B, H], d_table, d_eps)``: the cotangents of
+      the projected inputs and of ``hr_t = h_{t-1} W_h + [0, 0, b_hn]`` (they differ in the n
+      block), ``d_xp``'s rows summed by id ``[V, 3H]`` (empty without ``ids``), and the
+      cotangent of every perturbed ``h_t`` ``[T, B, H]`` (empty unless ``perturbed``).
     """
     _require()
     B, T, H = ys.shape
     table = _f32(vocab, 3 * H) if ids is not None else _f32(0)
-    outs = (_f32(T, B, 3 * H), _f32(T, B, 3 * H), _f32(B, H), table)
+    d_eps = _f32(T, B, H) if perturbed else _f32(0)
+    outs = (_f32(T, B, 3 * H), _f32(T, B, 3 * H), _f32(B, H), table, d_eps)
     call = jax.ffi.ffi_call("rnnlab_gru_backward", outs, vmap_method=VMAP)
     args = (w, acts, ys, h0, d_ys, d_hT, _ids(ids))
     return call(*args, threads=np.int64(threads(H, 2 * B * H * 3 * H)))

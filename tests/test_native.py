@@ -72,8 +72,9 @@ def assert_close(got, want, tol=1e-5):
 
 
 def test_the_engine_hands_the_lstm_to_the_kernel_only_where_it_applies():
-    """``takes_native``: the LSTM in float32 with H a multiple of 32; not masked, perturbed,
-    per-step remat, returned states, bf16 matmuls, another cell, or RNNLAB_NATIVE=0."""
+    """``takes_native``: the LSTM and GRU in float32 with H a multiple of 32, perturbed or not;
+    not masked, per-step remat, returned states, bf16 matmuls, another cell, or
+    RNNLAB_NATIVE=0."""
     lstm, elman = make_cell("lstm", 64), make_cell("elman", 64)
     w = jnp.zeros((64, 256))
     carry = (jnp.zeros((2, 64)), jnp.zeros((2, 64)))
@@ -93,7 +94,8 @@ def test_the_engine_hands_the_lstm_to_the_kernel_only_where_it_applies():
     assert not takes(w=jnp.zeros((48, 192)))  # 48 units do not split into 32-wide panels
     assert not takes(w=w.astype(jnp.float64) if jax.config.x64_enabled else w.astype(jnp.bfloat16))
     assert not takes(inputs=xp | {"valid": jnp.ones((32, 2), bool)})
-    assert not takes(inputs=xp | {"eps": carry})
+    eps = (jnp.zeros((32, 2, 64)), jnp.zeros((32, 2, 64)))
+    assert takes(inputs=xp | {"eps": eps}) == native.available()  # the dL/dh_t probes
     assert not takes(return_states=True)
     assert not takes(remat=True)
 
@@ -139,6 +141,32 @@ def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, name, H, inpu
         got = loss_and_grads(cell, params, xs, carry, w_out, "fused")
         want = loss_and_grads(cell, params, xs, carry, w_out, "autodiff")
     assert calls  # the kernel ran
+    assert_close(got, want)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("inputs", ["projected", "ids"])
+def test_the_probe_dl_dh_t_equals_the_autodiff_scan(monkeypatch, name, inputs):
+    """A perturbation of the carry after every step (the dL/dh_t probes): the loss, dL/d eps
+    for every t (LSTM: of c_t and of h_t) and the parameter gradients, against autodiff."""
+    calls = []
+    real = getattr(native, f"{name}_forward")
+    monkeypatch.setattr(native, f"{name}_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cell, params, xs, carry, ids, table, w_out = setup(64, name=name, seed=2)
+    xs = Embedded(ids, table) if inputs == "ids" else xs
+    key = jax.random.PRNGKey(5)
+    eps = jax.tree.map(lambda c: 0.1 * jax.random.normal(key, (B, T) + c.shape[1:]), carry)
+
+    def grads(backward):
+        def loss(params, eps):
+            final, ys, _ = unroll(cell, params, xs, carry, perturbation=eps, backward=backward)
+            return objective(final, ys, w_out)
+
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, eps)
+
+    got, want = grads("fused"), grads("autodiff")
+    assert calls
     assert_close(got, want)
 
 

@@ -321,13 +321,16 @@ inline void zero_rows(float *DT, int64_t V, int n_gates, int64_t H, int64_t u0, 
 
 // ----------------------------------------------------------------------------- the forward
 
-// Inputs: xp [T, B, 4H] (or table [V, 4H] with ids [T, B]), w [H, 4H], c0, h0 [B, H].
+// Inputs: xp [T, B, 4H] (or table [V, 4H] with ids [T, B]), w [H, 4H], c0, h0 [B, H],
+// eps_c, eps_h [T, B, H] (or [0]: the probes' perturbation, added to the carry after each
+// step: c_t <- c_t + eps_c[t], h_t <- h_t + eps_h[t]; y_t is the perturbed h_t).
 // Outputs: ys [B, T, H] (h_t, batch-major: the layer's output layout); cs [T, B, H];
 // acts [T, B, 4H] (activated i, f, g, o) and hprev_t [H, T*B] (h_{t-1}^T) when saved, else
 // size 0.
 ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
                            ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> c0,
-                           ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> ys,
+                           ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> eps_c,
+                           ffi::Buffer<ffi::F32> eps_h, ffi::ResultBuffer<ffi::F32> ys,
                            ffi::ResultBuffer<ffi::F32> cs, ffi::ResultBuffer<ffi::F32> acts,
                            ffi::ResultBuffer<ffi::F32> hprev_t, ffi::ThreadPool pool,
                            int64_t threads) {
@@ -343,6 +346,9 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
   float *YS = ys->typed_data(), *CS = cs->typed_data(), *ACT = save ? acts->typed_data() : nullptr;
   float *HT = save ? hprev_t->typed_data() : nullptr;
   const float *C0 = c0.typed_data(), *H0 = h0.typed_data();
+  const bool perturbed = eps_h.element_count() > 0;
+  const float *EC = perturbed ? eps_c.typed_data() : nullptr;
+  const float *EH = perturbed ? eps_h.typed_data() : nullptr;
 
   run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
     const int64_t U = H / size, cols = 4 * U, panels = cols / NR, u0 = r * U;
@@ -376,8 +382,13 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
           const __m512 o = sigmoid512(_mm512_loadu_ps(pr + 3 * U + v));
           const int64_t at = b * H + u0 + v;
           const __m512 c = _mm512_fmadd_ps(f, _mm512_loadu_ps(cprev + at), _mm512_mul_ps(i, gg));
-          _mm512_storeu_ps(cnext + at, c);
-          _mm512_storeu_ps(hnext + b * T * H + u0 + v, _mm512_mul_ps(o, tanh512(c)));
+          __m512 h = _mm512_mul_ps(o, tanh512(c)), c_out = c;
+          if (perturbed) {
+            c_out = _mm512_add_ps(c, _mm512_loadu_ps(EC + t * B * H + at));
+            h = _mm512_add_ps(h, _mm512_loadu_ps(EH + t * B * H + at));
+          }
+          _mm512_storeu_ps(cnext + at, c_out);
+          _mm512_storeu_ps(hnext + b * T * H + u0 + v, h);
           if (save) {
             float *a = act + b * G + u0 + v;
             _mm512_storeu_ps(a, i);
@@ -397,16 +408,20 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
 // ---------------------------------------------------------------------------- the backward
 
 // Inputs: w [H, 4H], acts [T, B, 4H], cs [T, B, H], c0 [B, H], dys [B, T, H] (cotangent of
-// the outputs h_t, batch-major), dcT, dhT [B, H] (of the final carry), ids [T, B] (or [0]).
+// the outputs h_t, batch-major), dcT, dhT [B, H] (of the final carry), ids [T, B] (or [0]),
+// eps_c [T, B, H] (or [0]: the forward's perturbation; cs holds the perturbed c_t).
 // Outputs: dgates [T, B, 4H] (cotangent of the pre-activations), dc0, dh0 [B, H], dtable
-// [V, 4H] (with ids: the projected table's gradient, sum of dgates rows by id; else [0]).
+// [V, 4H] (with ids: the projected table's gradient, sum of dgates rows by id; else [0]),
+// deps_c, deps_h [T, B, H] (with eps: dL/d(c_t, h_t) of the perturbed carry; else [0]).
 ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
                             ffi::Buffer<ffi::F32> cs, ffi::Buffer<ffi::F32> c0,
                             ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dcT,
                             ffi::Buffer<ffi::F32> dhT, ffi::Buffer<ffi::S32> ids,
-                            ffi::ResultBuffer<ffi::F32> dgates, ffi::ResultBuffer<ffi::F32> dc0,
-                            ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dtable,
-                            ffi::ThreadPool pool, int64_t threads) {
+                            ffi::Buffer<ffi::F32> eps_c, ffi::ResultBuffer<ffi::F32> dgates,
+                            ffi::ResultBuffer<ffi::F32> dc0, ffi::ResultBuffer<ffi::F32> dh0,
+                            ffi::ResultBuffer<ffi::F32> dtable, ffi::ResultBuffer<ffi::F32> deps_c,
+                            ffi::ResultBuffer<ffi::F32> deps_h, ffi::ThreadPool pool,
+                            int64_t threads) {
   const auto dims = cs.dimensions();
   const int64_t T = dims[0], B = dims[1], H = dims[2], G = 4 * H;
   if (H % NR != 0) return ffi::Error::InvalidArgument("lstm_backward: H % 32 != 0");
@@ -419,6 +434,10 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
   const int32_t *I = use_ids ? ids.typed_data() : nullptr;
   const int64_t V = use_ids ? dtable->dimensions()[0] : 0;
   float *DT = use_ids ? dtable->typed_data() : nullptr;
+  const bool perturbed = eps_c.element_count() > 0;
+  const float *EC = perturbed ? eps_c.typed_data() : nullptr;
+  float *DEC = perturbed ? deps_c->typed_data() : nullptr;
+  float *DEH = perturbed ? deps_h->typed_data() : nullptr;
 
   run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
     const int64_t U = H / size, panels = U / NR, u0 = r * U;
@@ -447,8 +466,14 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
           const __m512 g = _mm512_loadu_ps(a + 2 * H), o = _mm512_loadu_ps(a + 3 * H);
           const __m512 d_h = _mm512_add_ps(_mm512_loadu_ps(dy + b * T * H + u0 + v),
                                            _mm512_loadu_ps(&dh[b * U + v]));
-          const __m512 tc = tanh512(_mm512_loadu_ps(ct + at));
+          __m512 c_t = _mm512_loadu_ps(ct + at);
           __m512 d_c = _mm512_loadu_ps(&dc[b * U + v]);
+          if (perturbed) {  // h_t read the unperturbed c_t; the carry's cotangents are d_eps
+            c_t = _mm512_sub_ps(c_t, _mm512_loadu_ps(EC + t * B * H + at));
+            _mm512_storeu_ps(DEC + t * B * H + at, d_c);
+            _mm512_storeu_ps(DEH + t * B * H + at, d_h);
+          }
+          const __m512 tc = tanh512(c_t);
           d_c = _mm512_fmadd_ps(_mm512_mul_ps(d_h, o), _mm512_fnmadd_ps(tc, tc, one), d_c);
           const __m512 d_o = _mm512_mul_ps(_mm512_mul_ps(d_h, tc), _mm512_mul_ps(o, _mm512_sub_ps(one, o)));
           const __m512 d_i = _mm512_mul_ps(_mm512_mul_ps(d_c, g), _mm512_mul_ps(i, _mm512_sub_ps(one, i)));
@@ -484,13 +509,15 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
 // The GRU (rnnlab.cells.gru, convention "pytorch"; gate order r, z, n), G = 3H:
 //     [hr, hz, hn] = h_{t-1} W_h;  r = sig(xr + hr);  z = sig(xz + hz);  m = hn + b_hn
 //     n = tanh(xn + r m);  h_t = n + z (h_{t-1} - n)
-// Inputs: xp [T, B, 3H] (or table [V, 3H] with ids), w [H, 3H], b_hn [H], h0 [B, H].
+// Inputs: xp [T, B, 3H] (or table [V, 3H] with ids), w [H, 3H], b_hn [H], h0 [B, H],
+// eps [T, B, H] (or [0]: h_t <- h_t + eps[t] after each step; y_t is the perturbed h_t).
 // Outputs: ys [B, T, H] (h_t, batch-major); acts [T, B, 4H] = (r, z, n, m) per step and
 // hprev_t [H, T*B] (h_{t-1}^T) when saved, else size 0.
 ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
                           ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> b_hn,
-                          ffi::Buffer<ffi::F32> h0, ffi::ResultBuffer<ffi::F32> ys,
-                          ffi::ResultBuffer<ffi::F32> acts, ffi::ResultBuffer<ffi::F32> hprev_t,
+                          ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> eps,
+                          ffi::ResultBuffer<ffi::F32> ys, ffi::ResultBuffer<ffi::F32> acts,
+                          ffi::ResultBuffer<ffi::F32> hprev_t,
                           ffi::ThreadPool pool, int64_t threads) {
   const auto ys_dims = ys->dimensions();
   const int64_t B = ys_dims[0], T = ys_dims[1], H = ys_dims[2], G = 3 * H;
@@ -504,6 +531,7 @@ ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
   float *YS = ys->typed_data(), *ACT = save ? acts->typed_data() : nullptr;
   float *HT = save ? hprev_t->typed_data() : nullptr;
   const float *H0 = h0.typed_data();
+  const float *EH = eps.element_count() > 0 ? eps.typed_data() : nullptr;
 
   run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
     const int64_t U = H / size, cols = 3 * U, blocks = U / NR, u0 = r * U;
@@ -538,7 +566,9 @@ ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
           const __m512 m = _mm512_loadu_ps(pr + 2 * U + v);
           const __m512 n = tanh512(_mm512_fmadd_ps(rr, m, _mm512_loadu_ps(xrow[b] + 2 * H + u0 + v)));
           const __m512 hp = _mm512_loadu_ps(hprev + b * ldh + u0 + v);
-          _mm512_storeu_ps(hnext + b * T * H + u0 + v, _mm512_fmadd_ps(z, _mm512_sub_ps(hp, n), n));
+          __m512 h = _mm512_fmadd_ps(z, _mm512_sub_ps(hp, n), n);
+          if (EH) h = _mm512_add_ps(h, _mm512_loadu_ps(EH + (t * B + b) * H + u0 + v));
+          _mm512_storeu_ps(hnext + b * T * H + u0 + v, h);
           if (save) {
             float *a = act + b * 4 * H + u0 + v;
             _mm512_storeu_ps(a, rr);
@@ -561,14 +591,15 @@ ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
 //     dxp_t = [d_r, d_z, dp];  dhr_t = [d_r, d_z, dm];  dh_rec <- dh z + dhr_t W_h^T
 // Inputs: w [H, 3H], acts [T, B, 4H], ys [B, T, H], h0 [B, H], dys [B, T, H], dhT [B, H],
 // ids [T, B] (or [0]).
-// Outputs: dxp, dhr [T, B, 3H], dh0 [B, H], dtable [V, 3H] (with ids: dxp rows summed by id).
+// Outputs: dxp, dhr [T, B, 3H], dh0 [B, H], dtable [V, 3H] (with ids: dxp rows summed by id),
+// deps [T, B, H] (dL/dh_t of the perturbed carry, when the forward was perturbed; else [0]).
 ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
                            ffi::Buffer<ffi::F32> ys, ffi::Buffer<ffi::F32> h0,
                            ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dhT,
                            ffi::Buffer<ffi::S32> ids, ffi::ResultBuffer<ffi::F32> dxp,
                            ffi::ResultBuffer<ffi::F32> dhr, ffi::ResultBuffer<ffi::F32> dh0,
-                           ffi::ResultBuffer<ffi::F32> dtable, ffi::ThreadPool pool,
-                           int64_t threads) {
+                           ffi::ResultBuffer<ffi::F32> dtable, ffi::ResultBuffer<ffi::F32> deps,
+                           ffi::ThreadPool pool, int64_t threads) {
   const auto dims = ys.dimensions();
   const int64_t B = dims[0], T = dims[1], H = dims[2], G = 3 * H;
   if (H % NR != 0) return ffi::Error::InvalidArgument("gru_backward: H % 32 != 0");
@@ -580,6 +611,7 @@ ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
   const int32_t *I = use_ids ? ids.typed_data() : nullptr;
   const int64_t V = use_ids ? dtable->dimensions()[0] : 0;
   float *DT = use_ids ? dtable->typed_data() : nullptr;
+  float *DEH = deps->element_count() > 0 ? deps->typed_data() : nullptr;
 
   run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
     const int64_t U = H / size, panels = U / NR, u0 = r * U;
@@ -603,6 +635,7 @@ ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
           const __m512 n = _mm512_loadu_ps(a + 2 * H), m = _mm512_loadu_ps(a + 3 * H);
           const __m512 d_h = _mm512_add_ps(_mm512_loadu_ps(dy + b * T * H + u0 + v),
                                            _mm512_loadu_ps(&dh[b * U + v]));
+          if (DEH) _mm512_storeu_ps(DEH + (t * B + b) * H + u0 + v, d_h);
           const __m512 dz = _mm512_mul_ps(d_h, _mm512_sub_ps(_mm512_loadu_ps(hprev + b * ldh + u0 + v), n));
           const __m512 dp = _mm512_mul_ps(_mm512_mul_ps(d_h, _mm512_sub_ps(one, z)),
                                           _mm512_fnmadd_ps(n, n, one));
@@ -640,6 +673,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmForward, LstmForwardImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // w [H, 4H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // c0 [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // h0 [B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // eps_c [T, B, H] or [0]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // eps_h [T, B, H] or [0]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // ys [B, T, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // cs [T, B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H] or [0]
@@ -657,10 +692,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmBackward, LstmBackwardImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dcT [B, H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dhT [B, H]
                                   .Arg<ffi::Buffer<ffi::S32>>()  // ids [T, B] or [0]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // eps_c [T, B, H] or [0]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dgates [T, B, 4H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dc0 [B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dtable [V, 4H] or [0]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // deps_c [T, B, H] or [0]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // deps_h [T, B, H] or [0]
                                   .Ctx<ffi::ThreadPool>()
                                   .Attr<int64_t>("threads"));
 
@@ -671,6 +709,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(GruForward, GruForwardImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // w [H, 3H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // b_hn [H]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // h0 [B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // eps [T, B, H] or [0]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // ys [B, T, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // acts [T, B, 4H] or [0]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // hprev_t [H, T*B] or [0]
@@ -690,5 +729,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(GruBackward, GruBackwardImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dhr [T, B, 3H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dtable [V, 3H] or [0]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // deps [T, B, H] or [0]
                                   .Ctx<ffi::ThreadPool>()
                                   .Attr<int64_t>("threads"));
