@@ -241,15 +241,17 @@ def gru_backward(w, acts, ys, h0, d_ys, d_hT, ids=None, vocab: int = 0, perturbe
 
     Returns:
       ``(d_xp [T, B, 3H], d_hr [T, B, 3H], d_h0 [B, H], d_table, d_eps)``: the cotangents of
-      the projected inputs and of ``hr_t = h_{t-1} W_h + [0, 0, b_hn]`` (they differ in the n
-      block), ``d_xp``'s rows summed by id ``[V, 3H]`` (empty without ``ids``), and the
+      the projected inputs (an empty array with ``ids``) and of ``hr_t = h_{t-1} W_h +
+      [0, 0, b_hn]`` (they differ in the n block), ``d_xp``'s rows summed by id ``[V, 3H]``
+      (empty without ``ids``), and the
       cotangent of every perturbed ``h_t`` ``[T, B, H]`` (empty unless ``perturbed``).
     """
     _require()
     B, T, H = ys.shape
     table = _f32(vocab, 3 * H) if ids is not None else _f32(0)
     d_eps = _f32(T, B, H) if perturbed else _f32(0)
-    outs = (_f32(T, B, 3 * H), _f32(T, B, 3 * H), _f32(B, H), table, d_eps)
+    d_xp = _f32(0) if ids is not None else _f32(T, B, 3 * H)  # with ids: only d_table
+    outs = (d_xp, _f32(T, B, 3 * H), _f32(B, H), table, d_eps)
     call = jax.ffi.ffi_call("rnnlab_gru_backward", outs, vmap_method=VMAP)
     args = (w, acts, ys, h0, d_ys, d_hT, _ids(ids))
     return call(*args, threads=np.int64(threads(H, 2 * B * H * 3 * H)))

@@ -591,7 +591,8 @@ ffi::Error GruForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
 //     dxp_t = [d_r, d_z, dp];  dhr_t = [d_r, d_z, dm];  dh_rec <- dh z + dhr_t W_h^T
 // Inputs: w [H, 3H], acts [T, B, 4H], ys [B, T, H], h0 [B, H], dys [B, T, H], dhT [B, H],
 // ids [T, B] (or [0]).
-// Outputs: dxp, dhr [T, B, 3H], dh0 [B, H], dtable [V, 3H] (with ids: dxp rows summed by id),
+// Outputs: dxp [T, B, 3H] (size 0 with ids: only its sums by id are needed), dhr [T, B, 3H],
+// dh0 [B, H], dtable [V, 3H] (with ids: dxp rows summed by id; else [0]),
 // deps [T, B, H] (dL/dh_t of the perturbed carry, when the forward was perturbed; else [0]).
 ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
                            ffi::Buffer<ffi::F32> ys, ffi::Buffer<ffi::F32> h0,
@@ -606,7 +607,8 @@ ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
   const auto fits = [H](int size) { return H % (NR * size) == 0; };
   const float *W = w.typed_data(), *ACT = acts.typed_data(), *YS = ys.typed_data();
   const float *H0 = h0.typed_data(), *DY = dys.typed_data(), *DHT = dhT.typed_data();
-  float *DX = dxp->typed_data(), *DR = dhr->typed_data(), *DH0 = dh0->typed_data();
+  float *DR = dhr->typed_data(), *DH0 = dh0->typed_data();
+  float *DX = dxp->element_count() > 0 ? dxp->typed_data() : nullptr;  // not needed with ids
   const bool use_ids = ids.element_count() > 0;
   const int32_t *I = use_ids ? ids.typed_data() : nullptr;
   const int64_t V = use_ids ? dtable->dimensions()[0] : 0;
@@ -627,8 +629,11 @@ ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
       const float *act = ACT + t * B * 4 * H, *dy = DY + t * H;  // dy row b at dy + b*T*H
       const float *hprev = t == 0 ? H0 : YS + (t - 1) * H;
       const int64_t ldh = t == 0 ? H : T * H;
-      float *dx = DX + t * B * G, *dr = DR + t * B * G;
+      float *dr = DR + t * B * G;
       for (int64_t b = 0; b < B; ++b) {
+        float *dx = DX ? DX + (t * B + b) * G : nullptr;  // this row of d_xp
+        float *dt = use_ids ? DT + std::min<int64_t>(std::max<int32_t>(I[t * B + b], 0), V - 1) * G
+                            : nullptr;  // its token's row of d_table
         for (int64_t v = 0; v < U; v += 16) {
           const float *a = act + b * 4 * H + u0 + v;
           const __m512 rr = _mm512_loadu_ps(a), z = _mm512_loadu_ps(a + H);
@@ -643,15 +648,22 @@ ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
           const __m512 d_z = _mm512_mul_ps(dz, _mm512_mul_ps(z, _mm512_sub_ps(one, z)));
           _mm512_storeu_ps(&direct[b * U + v], _mm512_mul_ps(d_h, z));
           const int64_t o = b * G + u0 + v;
-          _mm512_storeu_ps(dx + o, d_r);
-          _mm512_storeu_ps(dx + o + H, d_z);
-          _mm512_storeu_ps(dx + o + 2 * H, dp);
+          if (dx) {
+            _mm512_storeu_ps(dx + u0 + v, d_r);
+            _mm512_storeu_ps(dx + u0 + v + H, d_z);
+            _mm512_storeu_ps(dx + u0 + v + 2 * H, dp);
+          }
+          if (dt) {  // d_xp's row, summed into the token's row of the table's gradient
+            float *q = dt + u0 + v;
+            _mm512_storeu_ps(q, _mm512_add_ps(_mm512_loadu_ps(q), d_r));
+            _mm512_storeu_ps(q + H, _mm512_add_ps(_mm512_loadu_ps(q + H), d_z));
+            _mm512_storeu_ps(q + 2 * H, _mm512_add_ps(_mm512_loadu_ps(q + 2 * H), dp));
+          }
           _mm512_storeu_ps(dr + o, d_r);
           _mm512_storeu_ps(dr + o + H, d_z);
           _mm512_storeu_ps(dr + o + 2 * H, _mm512_mul_ps(dp, rr));
         }
       }
-      if (use_ids) add_rows(DT, I + t * B, V, dx, B, 3, H, u0, U);
       barrier.wait(sense);  // dhr_t complete: every thread reads all of it
       matmul_panels(
           B, G, dr, G, packed.p, panels, false,
