@@ -304,11 +304,11 @@ NATIVE_MIN_ROWS = 64
 
 def takes_native(cell, w, b, carry, inputs, *, return_states=False, remat=False) -> bool:
     """Whether :func:`scan` runs ``cell`` with a native kernel: a cell that names one
-    (``native = "lstm"`` or ``"gru"``) in float32 without ``matmul_dtype``, no masking,
+    (``native`` in :data:`rnnlab.native.CELLS`) in float32 without ``matmul_dtype``, no masking,
     returned states or per-step remat, at least :data:`NATIVE_MIN_ROWS` rows
     ``T*B``, on a backend in :data:`NATIVE` where :func:`rnnlab.native.usable` holds."""
     kind = getattr(cell, "native", None)
-    if kind not in ("lstm", "gru") or not NATIVE.get(jax.default_backend(), False):
+    if kind not in native.CELLS or not NATIVE.get(jax.default_backend(), False):
         return False
     if return_states or remat or getattr(cell, "matmul_dtype", None):
         return False
@@ -350,6 +350,12 @@ def _native(cell, params, w, b, carry, inputs):
                 *kernel_inputs(p, tab, x), w, c0, h0, save=save, eps=e
             )
             return (cs[-1], ys[:, -1]), ys, (cs, acts, h_prev_t)
+        if kind == "elman":  # the backward reads phi' off ys (or off h_raw, when perturbed)
+            relu = cell.activation == "relu"
+            ys, h_prev_t, h_raw = native.elman_forward(
+                *kernel_inputs(p, tab, x), w, carry, save=save, eps=e, relu=relu
+            )
+            return ys[:, -1], ys, (ys, h_prev_t, None if e is None else h_raw)
         ys, acts, h_prev_t = native.gru_forward(
             *kernel_inputs(p, tab, x), w, b[2 * H :], carry, save=save, eps=e
         )
@@ -376,6 +382,13 @@ def _native(cell, params, w, b, carry, inputs):
                 w, acts, cs, carry[0], d_ys, *d_cT, ids=ids, vocab=vocab, eps_c=eps_c
             )
             d_carry, d_xp, d_hr = (d_c0, d_h0), d_pre, d_pre  # LSTM: xp_t + hr_t, one cotangent
+        elif kind == "elman":
+            ys, h_prev_t, h_raw = saved
+            relu = cell.activation == "relu"
+            d_pre, d_carry, d_tab, d_e = native.elman_backward(
+                w, ys, d_ys, d_cT, ids=ids, vocab=vocab, h_raw=h_raw, relu=relu
+            )
+            d_xp = d_hr = d_pre
         else:
             ys, acts, h_prev_t = saved
             d_xp, d_hr, d_carry, d_tab, d_e = native.gru_backward(

@@ -1,19 +1,24 @@
-"""Native CPU kernels: the LSTM's whole time loop as one XLA custom call (forward and backward).
+"""Native CPU kernels: the time loops of the LSTM, the GRU and the Elman RNN, each as one XLA
+custom call forward and one backward.
 
 Under XLA:CPU a time step of the LSTM is ~25 small kernels around two per-step matmuls that
-YNNPACK runs well below the large-matmul rate (BENCHMARKS.md). ``rnnlab/native/lstm_cpu.cc``
+YNNPACK runs well below the large-matmul rate (BENCHMARKS.md). ``rnnlab/native/recurrent_cpu.cc``
 runs the loop in C++ instead: per step one register-blocked AVX-512 matmul per thread with the
-gate math on the tile just computed, one barrier between threads. :mod:`rnnlab.fused` uses it
-for the LSTM's training forward and backward (its custom VJP; the weight gradient stays one XLA
-matmul over all ``T*B`` rows) when :func:`usable` says so, and otherwise the XLA scan.
+gate math on the tile just computed, one barrier between the threads (XLA's own intra-op
+threads). :func:`rnnlab.fused.scan` uses these as its custom VJP's loops (the weight gradient
+stays one XLA matmul over all ``T*B`` rows) where :func:`rnnlab.fused.takes_native` says so,
+and otherwise the XLA scan. The kernels write the layer's output batch-major ``[B, T, H]`` and
+``h_{t-1}^T`` ``[H, T*B]`` for the weight gradient, and sum token inputs' table gradient by id,
+so no transpose, concatenation or scatter follows them.
 
-The kernel is compiled on first use with the system C++ compiler (``$CXX``, else ``g++``)
+The kernels are compiled on first use with the system C++ compiler (``$CXX``, else ``g++``)
 against the XLA FFI headers that ship with jaxlib, and cached by source hash under
-``$RNNLAB_NATIVE_CACHE`` (default ``~/.cache/rnnlab/native``). ``RNNLAB_NATIVE=0`` turns the
-kernels off. Where there is no compiler, no AVX-512F, or the backend is not the CPU,
-:func:`available` is False and nothing changes.
+``$RNNLAB_NATIVE_CACHE`` (default ``~/.cache/rnnlab/native``). ``RNNLAB_NATIVE=0`` turns them
+off; ``RNNLAB_NATIVE_THREADS`` caps the threads. Where there is no compiler, no AVX-512F, or
+the backend is not the CPU, :func:`available` is False and nothing changes.
 
-Shapes: ``T`` time, ``B`` batch, ``H`` hidden; gates ``[.., 4H]`` in the order i, f, g, o.
+Shapes: ``T`` time, ``B`` batch, ``H`` hidden; gates ``[.., G]``: LSTM ``4H`` (i, f, g, o),
+GRU ``3H`` (r, z, n), Elman ``H``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-mavx512f", "-mavx512dq", "-m
 #: the threads' per-step barrier costs more than the split saves (train step B=32, H=128 on a
 #: 2-core CPU: GRU 11.5 ms on two threads vs 10.2 on one, forward 7.7 vs 2.6; BENCHMARKS.md)
 MIN_WORK = 4e6
+#: the cells with a native loop (the value of a cell's ``native`` attribute)
+CELLS = ("lstm", "gru", "elman")
 #: under ``jax.vmap`` (e.g. the trainer's seeds) the kernel runs once per batch entry
 VMAP = "sequential"
 #: panel width of the kernel's matmul: H must split into multiples of it per thread
@@ -94,7 +101,7 @@ def _library() -> ctypes.CDLL | None:
                 return None
             os.replace(out, target)  # atomic: concurrent first uses race harmlessly
     lib = ctypes.cdll.LoadLibrary(str(target))
-    for cell in ("lstm", "gru"):
+    for cell in CELLS:
         for way in ("forward", "backward"):
             symbol = getattr(lib, f"{cell.capitalize()}{way.capitalize()}")
             name = f"rnnlab_{cell}_{way}"
@@ -255,3 +262,41 @@ def gru_backward(w, acts, ys, h0, d_ys, d_hT, ids=None, vocab: int = 0, perturbe
     call = jax.ffi.ffi_call("rnnlab_gru_backward", outs, vmap_method=VMAP)
     args = (w, acts, ys, h0, d_ys, d_hT, _ids(ids))
     return call(*args, threads=np.int64(threads(H, 2 * B * H * 3 * H)))
+
+
+def elman_forward(xp, ids, w, h0, *, save: bool, eps=None, relu: bool = False):
+    """The Elman RNN ``h_t = phi(xp_t + h_{t-1} W_h)`` (``phi`` tanh, or relu) over ``T``
+    steps; ``xp``, ``ids``, ``eps`` as :func:`gru_forward` with ``H`` columns, ``w`` ``[H, H]``.
+
+    Returns:
+      ``(ys [B, T, H], h_prev_t, h_raw)``: ``h_prev_t`` ``[H, T*B]`` as :func:`lstm_forward`,
+      ``h_raw`` ``[T, B, H]`` the outputs before the perturbation (empty arrays unless
+      ``save``, and for ``h_raw`` unless ``eps``). The backward reads ``phi'`` off them.
+    """
+    _require()
+    B, H = h0.shape
+    T = ids.shape[0] if ids is not None else xp.shape[0]
+    h_raw = _f32(T, B, H) if save and eps is not None else _f32(0)
+    outs = (_f32(B, T, H), _f32(H, T * B) if save else _f32(0), h_raw)
+    call = jax.ffi.ffi_call("rnnlab_elman_forward", outs, vmap_method=VMAP)
+    args = (xp, _ids(ids), w, h0, _eps(eps))
+    return call(*args, threads=np.int64(threads(H, 2 * B * H * H)), relu=np.int64(relu))
+
+
+def elman_backward(w, ys, d_ys, d_hT, ids=None, vocab: int = 0, h_raw=None, relu: bool = False):
+    """Cotangents through the loop of :func:`elman_forward`; ``ids``, ``vocab`` as
+    :func:`lstm_backward`; ``h_raw`` the forward's, when it was perturbed (else None).
+
+    Returns:
+      ``(d_pre [T, B, H], d_h0 [B, H], d_table, d_eps)``: the cotangent of ``xp_t`` and of
+      ``h_{t-1} W_h``, the table's gradient ``[V, H]`` (empty without ``ids``), and the
+      cotangent of every perturbed ``h_t`` ``[T, B, H]`` (empty without ``h_raw``).
+    """
+    _require()
+    B, T, H = ys.shape
+    table = _f32(vocab, H) if ids is not None else _f32(0)
+    d_eps = _f32(T, B, H) if h_raw is not None else _f32(0)
+    outs = (_f32(T, B, H), _f32(B, H), table, d_eps)
+    call = jax.ffi.ffi_call("rnnlab_elman_backward", outs, vmap_method=VMAP)
+    args = (w, ys, d_ys, d_hT, _ids(ids), _eps(h_raw))
+    return call(*args, threads=np.int64(threads(H, 2 * B * H * H)), relu=np.int64(relu))

@@ -1,4 +1,4 @@
-"""The native LSTM and GRU loops (rnnlab.native) against the autodiff scan, the reference:
+"""The native LSTM, GRU and Elman loops (rnnlab.native) against the autodiff scan, the reference:
 values and gradients equal to 1e-5 in float32, for every way the engine feeds them (projected
 inputs, narrow inputs projected by the engine, embedded token ids), and the cases they must
 leave to XLA.
@@ -26,7 +26,14 @@ needs_kernel = pytest.mark.skipif(
 B, T, D, V = 5, 13, 7, 11  # T*B = 65 rows: at least fused.NATIVE_MIN_ROWS
 
 
-CELLS = ["lstm", "gru"]
+#: name -> (cell, options): every native loop, and both Elman activations
+SPECS = {
+    "lstm": ("lstm", {}),
+    "gru": ("gru", {}),
+    "elman": ("elman", {}),
+    "elman-relu": ("elman", {"activation": "relu"}),
+}
+CELLS = list(SPECS)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +43,7 @@ def split_small_steps(monkeypatch):
 
 
 def setup(H, seed=0, name="lstm"):
-    cell = make_cell(name, H)
+    cell = make_cell(SPECS[name][0], H, SPECS[name][1])
     k = jax.random.split(jax.random.PRNGKey(seed), 6)
     xs = jax.random.normal(k[0], (B, T, D))
     params = cell.init(k[1], cell.initialize_carry(None, (B, D)), xs[:, 0])
@@ -47,6 +54,13 @@ def setup(H, seed=0, name="lstm"):
     table = jax.random.normal(k[4], (V, D))
     w_out = jax.random.normal(k[5], (H,))
     return cell, params, xs, carry, ids, table, w_out
+
+
+def count_calls(monkeypatch, name, calls):
+    """Append to ``calls`` whenever the native forward of cell ``name`` is traced."""
+    kernel = f"{SPECS[name][0]}_forward"
+    real = getattr(native, kernel)
+    monkeypatch.setattr(native, kernel, lambda *a, **k: calls.append(1) or real(*a, **k))
 
 
 def objective(final, ys, w_out):
@@ -71,11 +85,11 @@ def assert_close(got, want, tol=1e-5):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=0, atol=tol * scale)
 
 
-def test_the_engine_hands_the_lstm_to_the_kernel_only_where_it_applies():
-    """``takes_native``: the LSTM and GRU in float32 with H a multiple of 32, perturbed or not;
-    not masked, per-step remat, returned states, bf16 matmuls, another cell, or
+def test_the_engine_hands_a_cell_to_the_kernel_only_where_it_applies():
+    """``takes_native``: the LSTM, GRU and Elman in float32 with H a multiple of 32, perturbed
+    or not; not masked, per-step remat, returned states, bf16 matmuls, another cell, or
     RNNLAB_NATIVE=0."""
-    lstm, elman = make_cell("lstm", 64), make_cell("elman", 64)
+    lstm, jordan = make_cell("lstm", 64), make_cell("jordan", 64)
     w = jnp.zeros((64, 256))
     carry = (jnp.zeros((2, 64)), jnp.zeros((2, 64)))
     xp = {"xp": jnp.zeros((32, 2, 256))}
@@ -83,7 +97,12 @@ def test_the_engine_hands_the_lstm_to_the_kernel_only_where_it_applies():
         cell, w, None, carry, inputs, **kw
     )
     assert takes() == native.available()
-    assert not takes(cell=elman)
+    assert not takes(cell=jordan)
+    h = carry[1]
+    elman = make_cell("elman", 64, {"activation": "relu"})
+    assert fused.takes_native(elman, w[:, :64], None, h, {"xp": xp["xp"][..., :64]}) == (
+        native.available()
+    )
     gru_w, gru_b = jnp.zeros((64, 192)), jnp.zeros((192,))
     assert fused.takes_native(
         make_cell("gru", 64), gru_w, gru_b, carry[1], {"xp": jnp.zeros((32, 2, 192))}
@@ -121,8 +140,7 @@ def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, name, H, inpu
     where the machine has 2+ CPUs (RNNLAB_NATIVE_THREADS sets it)."""
     cell, params, xs, carry, ids, table, w_out = setup(H, name=name)
     calls = []
-    real = getattr(native, f"{name}_forward")
-    monkeypatch.setattr(native, f"{name}_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    count_calls(monkeypatch, name, calls)
     monkeypatch.setattr(
         engine, "IN_LOOP_MAX_D", {jax.default_backend(): D if inputs == "in_loop" else 0}
     )
@@ -151,8 +169,7 @@ def test_the_probe_dl_dh_t_equals_the_autodiff_scan(monkeypatch, name, inputs):
     """A perturbation of the carry after every step (the dL/dh_t probes): the loss, dL/d eps
     for every t (LSTM: of c_t and of h_t) and the parameter gradients, against autodiff."""
     calls = []
-    real = getattr(native, f"{name}_forward")
-    monkeypatch.setattr(native, f"{name}_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    count_calls(monkeypatch, name, calls)
     cell, params, xs, carry, ids, table, w_out = setup(64, name=name, seed=2)
     xs = Embedded(ids, table) if inputs == "ids" else xs
     key = jax.random.PRNGKey(5)
@@ -221,8 +238,7 @@ def test_chunked_remat_runs_the_kernel_in_each_chunk(monkeypatch, name):
     """remat="chunked" picks a chunk length dividing T (T=36: 6 chunks of 6), so no step is
     masked and each chunk runs the kernel; gradients equal the autodiff scan's."""
     calls = []
-    real = getattr(native, f"{name}_forward")
-    monkeypatch.setattr(native, f"{name}_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    count_calls(monkeypatch, name, calls)
     cell, params, _, carry, *_, w_out = setup(64, name=name)
     xs = jax.random.normal(jax.random.PRNGKey(3), (16, 36, D))
     carry = jax.tree.map(lambda c: jnp.resize(c, (16, 64)), carry)

@@ -79,6 +79,10 @@ class Cell(nn.Module):
         h = ACTIVATIONS[self.activation](xp_t + cells.recurrent_matmul(h, w_h, self.matmul_dtype))
         return h, h
 
+    # rnnlab.fused runs this cell's time loop as the native CPU kernel (rnnlab.native) where it
+    # applies (rnnlab.fused.takes_native): tanh or relu, both read off h_t in its backward.
+    native = "elman"
+
     # Optional dense-recurrence methods (used by rnnlab.fused's fast backward):
     # step(carry, xp_t) == gates(carry, xp_t, recurrent_state(carry) @ W_h + b_h).
     def recurrent_kernel(self) -> tuple[jax.Array, None]:

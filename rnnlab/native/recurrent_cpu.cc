@@ -1,4 +1,6 @@
-// The LSTM's whole time loop as one XLA:CPU custom call (rnnlab.native), forward and backward.
+// The time loops of the LSTM, the GRU and the Elman RNN, each as one XLA:CPU custom call
+// (rnnlab.native), forward and backward. The LSTM is described here; the GRU and Elman
+// sections follow the same pattern.
 //
 // Why: under XLA:CPU each LSTM time step is ~25 small kernels plus two per-step matmuls that
 // YNNPACK runs at ~65% of the large-matmul rate (BENCHMARKS.md, "Where the LSTM step's time
@@ -676,6 +678,133 @@ ffi::Error GruBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
   return ffi::Error::Success();
 }
 
+// ---------------------------------------------------------------------------------- Elman
+
+// The Elman RNN (rnnlab.cells.elman): h_t = phi(xp_t + h_{t-1} W_h), phi = tanh or relu, G = H.
+// Inputs: xp [T, B, H] (or table [V, H] with ids), w [H, H], h0 [B, H], eps [T, B, H] (or [0]).
+// Outputs: ys [B, T, H] (h_t, batch-major, perturbed), hprev_t [H, T*B] when saved (else [0]),
+// hraw [T, B, H] (phi(pre_t) before the perturbation, when saved and perturbed; else [0]).
+// phi'(pre) comes from phi(pre) in the backward (1 - h^2, or h > 0): ys, or hraw when
+// perturbed (ys - eps would round a tiny relu output to 0).
+ffi::Error ElmanForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
+                            ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> h0,
+                            ffi::Buffer<ffi::F32> eps, ffi::ResultBuffer<ffi::F32> ys,
+                            ffi::ResultBuffer<ffi::F32> hprev_t, ffi::ResultBuffer<ffi::F32> hraw,
+                            ffi::ThreadPool pool, int64_t threads, int64_t relu) {
+  const auto ys_dims = ys->dimensions();
+  const int64_t B = ys_dims[0], T = ys_dims[1], H = ys_dims[2], G = H;
+  const bool use_ids = ids.element_count() > 0;
+  const int64_t V = use_ids ? xp.dimensions()[0] : 0;
+  const bool save = hprev_t->element_count() > 0;
+  if (H % NR != 0) return ffi::Error::InvalidArgument("elman_forward: H % 32 != 0");
+  const auto fits = [H](int size) { return H % (NR * size) == 0; };
+  const float *W = w.typed_data(), *X = xp.typed_data(), *H0 = h0.typed_data();
+  const int32_t *I = use_ids ? ids.typed_data() : nullptr;
+  const float *EH = eps.element_count() > 0 ? eps.typed_data() : nullptr;
+  float *YS = ys->typed_data(), *HT = save ? hprev_t->typed_data() : nullptr;
+  float *HR = hraw->element_count() > 0 ? hraw->typed_data() : nullptr;
+
+  run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
+    const int64_t U = H / size, blocks = U / NR, u0 = r * U;
+    if (save) put_columns(HT, T * B, 0, H0, H, B, u0, U);
+    AlignedBuffer packed(static_cast<size_t>(H) * U);
+    pack_columns(W, H, 1, U, u0, packed.p);
+    AlignedBuffer pre(static_cast<size_t>(B) * U);
+    std::vector<const float *> xrow(B);
+    int sense = 0;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t t = 0; t < T; ++t) {
+      const float *hprev = t == 0 ? H0 : YS + (t - 1) * H;  // [B, H], rows H or T*H apart
+      const int64_t ldh = t == 0 ? H : T * H;
+      for (int64_t b = 0; b < B; ++b) {
+        int64_t row = t * B + b;
+        if (use_ids) row = std::min<int64_t>(std::max<int32_t>(I[row], 0), V - 1);
+        xrow[b] = X + row * G;
+      }
+      matmul_panels(
+          B, H, hprev, ldh, packed.p, blocks, true,
+          [&](int64_t b, int64_t p) { return xrow[b] + u0 + p * NR; },
+          [&](int64_t b, int64_t p) { return pre.p + b * U + p * NR; });
+      float *hnext = YS + t * H;  // row b at hnext + b*T*H
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t v = 0; v < U; v += 16) {
+          const __m512 x = _mm512_loadu_ps(pre.p + b * U + v);
+          __m512 h = relu ? _mm512_max_ps(x, zero) : tanh512(x);
+          if (HR) _mm512_storeu_ps(HR + (t * B + b) * H + u0 + v, h);
+          if (EH) h = _mm512_add_ps(h, _mm512_loadu_ps(EH + (t * B + b) * H + u0 + v));
+          _mm512_storeu_ps(hnext + b * T * H + u0 + v, h);
+        }
+      if (save && t + 1 < T) put_columns(HT, T * B, (t + 1) * B, hnext, T * H, B, u0, U);
+      barrier.wait(sense);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+// Backward of ElmanForward: dh = dy_t + dh_rec;  d_pre = dh phi'(pre_t);  dh_rec <- d_pre W_h^T.
+// Inputs: w [H, H], ys [B, T, H], dys [B, T, H], dhT [B, H], ids [T, B] (or [0]),
+// hraw [T, B, H] (or [0]: the forward was not perturbed, and ys holds phi(pre_t)).
+// Outputs: dpre [T, B, H] (the cotangent of xp_t and of h_{t-1} W_h), dh0 [B, H],
+// dtable [V, H] (with ids; else [0]), deps [T, B, H] (with eps; else [0]).
+ffi::Error ElmanBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> ys,
+                             ffi::Buffer<ffi::F32> dys,
+                             ffi::Buffer<ffi::F32> dhT, ffi::Buffer<ffi::S32> ids,
+                             ffi::Buffer<ffi::F32> hraw, ffi::ResultBuffer<ffi::F32> dpre,
+                             ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dtable,
+                             ffi::ResultBuffer<ffi::F32> deps, ffi::ThreadPool pool,
+                             int64_t threads, int64_t relu) {
+  const auto dims = ys.dimensions();
+  const int64_t B = dims[0], T = dims[1], H = dims[2], G = H;
+  if (H % NR != 0) return ffi::Error::InvalidArgument("elman_backward: H % 32 != 0");
+  const auto fits = [H](int size) { return H % (NR * size) == 0; };
+  const float *W = w.typed_data(), *YS = ys.typed_data(), *DY = dys.typed_data();
+  const float *DHT = dhT.typed_data();
+  const float *HR = hraw.element_count() > 0 ? hraw.typed_data() : nullptr;
+  float *DP = dpre->typed_data(), *DH0 = dh0->typed_data();
+  float *DEH = HR ? deps->typed_data() : nullptr;
+  const bool use_ids = ids.element_count() > 0;
+  const int32_t *I = use_ids ? ids.typed_data() : nullptr;
+  const int64_t V = use_ids ? dtable->dimensions()[0] : 0;
+  float *DT = use_ids ? dtable->typed_data() : nullptr;
+
+  run_team(pool, static_cast<int>(threads), fits, [&](int r, int size, Barrier &barrier) {
+    const int64_t U = H / size, panels = U / NR, u0 = r * U;
+    AlignedBuffer packed(static_cast<size_t>(G) * U);
+    pack_transposed(W, H, 1, U, u0, packed.p);
+    if (use_ids) zero_rows(DT, V, 1, H, u0, U);
+    std::vector<float> dh(B * U);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t v = 0; v < U; ++v) dh[b * U + v] = DHT[b * H + u0 + v];
+    int sense = 0;
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    for (int64_t t = T - 1; t >= 0; --t) {
+      float *dp = DP + t * B * G;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t v = 0; v < U; v += 16) {
+          const int64_t at = (t * B + b) * H + u0 + v;
+          const __m512 h = HR ? _mm512_loadu_ps(HR + at)  // phi(pre_t), unperturbed
+                              : _mm512_loadu_ps(YS + b * T * H + t * H + u0 + v);
+          const __m512 d_h = _mm512_add_ps(_mm512_loadu_ps(DY + b * T * H + t * H + u0 + v),
+                                           _mm512_loadu_ps(&dh[b * U + v]));
+          if (DEH) _mm512_storeu_ps(DEH + at, d_h);
+          const __m512 slope =
+              relu ? _mm512_mask_blend_ps(_mm512_cmp_ps_mask(h, zero, _CMP_GT_OQ), zero, one)
+                   : _mm512_fnmadd_ps(h, h, one);
+          _mm512_storeu_ps(dp + b * G + u0 + v, _mm512_mul_ps(d_h, slope));
+        }
+      if (use_ids) add_rows(DT, I + t * B, V, dp, B, 1, H, u0, U);
+      barrier.wait(sense);  // d_pre_t complete: every thread reads all of it
+      static const float zeros[NR] = {0};
+      matmul_panels(
+          B, G, dp, G, packed.p, panels, false, [&](int64_t, int64_t) { return zeros; },
+          [&](int64_t b, int64_t p) { return &dh[b * U + p * NR]; });
+    }
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t v = 0; v < U; ++v) DH0[b * H + u0 + v] = dh[b * U + v];
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmForward, LstmForwardImpl,
@@ -744,3 +873,33 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(GruBackward, GruBackwardImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // deps [T, B, H] or [0]
                                   .Ctx<ffi::ThreadPool>()
                                   .Attr<int64_t>("threads"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ElmanForward, ElmanForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // xp [T, B, H] or table [V, H]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // ids [T, B] or [0]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w [H, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // h0 [B, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // eps [T, B, H] or [0]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // ys [B, T, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // hprev_t [H, T*B] or [0]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // hraw [T, B, H] or [0]
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("relu"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ElmanBackward, ElmanBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w [H, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // ys [B, T, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dys [B, T, H]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dhT [B, H]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // ids [T, B] or [0]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // hraw [T, B, H] or [0]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dpre [T, B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dtable [V, H] or [0]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // deps [T, B, H] or [0]
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("relu"));
