@@ -52,7 +52,7 @@ def parse(argv=None) -> argparse.Namespace:
         choices=("bfloat16",),
         help="side B: the cell's matmul_dtype (bf16 recurrent-matmul operands); A: float32",
     )
-    p.add_argument("--cell", default="lstm", choices=("lstm", "gru"))
+    p.add_argument("--cell", default="lstm", choices=("lstm", "gru", "elman"))
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--embed", type=int, default=64, help="D, the input width of the layer")
     p.add_argument("--repeats", type=int, default=9)

@@ -15,14 +15,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-GATES = {"lstm": 4, "gru": 3}
+#: gate blocks per cell. elman is rnnlab-only (benchmarks/ab.py); the harness's peers (PyTorch,
+#: Flax nnx) are timed on the LSTM and the GRU
+GATES = {"lstm": 4, "gru": 3, "elman": 1}
 
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
     """One workload configuration (the harness varies ``cell``, ``hidden`` and ``steps``)."""
 
-    cell: str = "lstm"  # lstm | gru
+    cell: str = "lstm"  # lstm | gru | elman (rnnlab only)
     hidden: int = 512  # H
     batch: int = 32  # B
     steps: int = 100  # T

@@ -54,7 +54,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small subset, fewer repeats")
     p.add_argument("--workloads", type=names, default=list(WORKLOADS))
     p.add_argument("--systems", type=names, default=list(SYSTEMS))
-    p.add_argument("--cells", type=names, default=["lstm", "gru"])
+    p.add_argument("--cells", type=names, default=["lstm", "gru"], help="lstm, gru")
     p.add_argument("--hidden", type=ints, default=None, help="default 128,512,1024")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=100, help="T of the train/forward step")
@@ -85,6 +85,7 @@ def parse(argv=None) -> argparse.Namespace:
     for given, known, what in (
         (args.workloads, WORKLOADS, "workload"),
         (args.systems, SYSTEMS, "system"),
+        (args.cells, ("lstm", "gru"), "cell"),  # the peers' cells
     ):
         bad = sorted(set(given) - set(known))
         if bad:
