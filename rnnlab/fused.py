@@ -156,6 +156,9 @@ def scan(
             f"methods {REQUIRED} (and dense_recurrence True); use backward='autodiff'"
         )
     w, b = cell.apply(params, method="recurrent_kernel")
+    if takes_native(cell, w, b, carry, inputs, return_states=return_states, remat=remat):
+        cT, ys = _native(cell, params, w, b, carry, inputs)  # ys [B, T, H]
+        return cT, (ys if batch_major else jnp.swapaxes(ys, 0, 1), None)
     mode = next(k for k in ("ids", "x", "xp") if k in inputs)  # what the scan reads per step
     in_loop = mode == "x"  # project x_t inside the loop (see ``inputs``)
     xp = inputs[mode]  # [T, B] ids, [T, B, D] or [T, B, G]
@@ -284,9 +287,6 @@ def scan(
         return d_p, d_w.astype(w.dtype), d_b, d_tab, d_c0, d_xp, d_eps, None
 
     run.defvjp(run_fwd, run_bwd)
-    if takes_native(cell, w, b, carry, inputs, return_states=return_states, remat=remat):
-        cT, ys = _native(cell, params, w, b, carry, inputs)  # ys [B, T, H]
-        return cT, (ys if batch_major else jnp.swapaxes(ys, 0, 1), None)
     cT, ys, states = run(params, w, b, table, carry, xp, eps, valid)
     return cT, (jnp.swapaxes(ys, 0, 1) if batch_major else ys, states)
 
@@ -303,18 +303,24 @@ NATIVE_MIN_ROWS = 64
 
 
 def takes_native(cell, w, b, carry, inputs, *, return_states=False, remat=False) -> bool:
-    """Whether :func:`scan` runs ``cell`` with a native kernel: a cell that names one
+    """Whether :func:`scan` runs ``cell`` with a native kernel: a cell whose own class names one
     (``native`` in :data:`rnnlab.native.CELLS`) in float32 without ``matmul_dtype``, no masking,
     returned states or per-step remat, at least :data:`NATIVE_MIN_ROWS` rows
-    ``T*B``, on a backend in :data:`NATIVE` where :func:`rnnlab.native.usable` holds."""
-    kind = getattr(cell, "native", None)
+    ``T*B``, on a backend in :data:`NATIVE` where :func:`rnnlab.native.usable` holds.
+
+    A subclass does not inherit the kernel: it may have changed the gate math the kernel
+    hard-codes, so it runs the XLA scan unless it sets ``native`` itself."""
+    if "native" not in vars(type(cell)):
+        return False
+    kind = cell.native
     if kind not in native.CELLS or not NATIVE.get(jax.default_backend(), False):
         return False
     if return_states or remat or getattr(cell, "matmul_dtype", None):
         return False
     if "valid" in inputs:
         return False
-    T, B = jax.tree.leaves(inputs["ids" if "ids" in inputs else next(iter(inputs))])[0].shape[:2]
+    mode = next(k for k in ("ids", "x", "xp") if k in inputs)
+    T, B = jax.tree.leaves(inputs[mode])[0].shape[:2]
     if T * B < NATIVE_MIN_ROWS:
         return False
     streams = [inputs[k] for k in ("xp", "x", "table", "eps") if k in inputs]

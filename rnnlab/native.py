@@ -86,20 +86,24 @@ def _library() -> ctypes.CDLL | None:
     key = key.hexdigest()[:16]
     target = _cache_dir() / f"recurrent_cpu-{key}.so"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            out = pathlib.Path(tmp) / target.name
-            cmd = [cxx, *flags, f"-I{include}", str(SOURCE), "-o", str(out)]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                warnings.warn(
-                    f"rnnlab.native: compiling {SOURCE.name} failed, using the XLA scan:\n"
-                    f"{' '.join(cmd)}\n{done.stderr[-2000:]}",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                return None
-            os.replace(out, target)  # atomic: concurrent first uses race harmlessly
+        cmd = [cxx, *flags, f"-I{include}", str(SOURCE), "-o"]
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                out = pathlib.Path(tmp) / target.name
+                done = subprocess.run([*cmd, str(out)], capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise OSError(done.stderr[-2000:])
+                os.replace(out, target)  # atomic: concurrent first uses race harmlessly
+        except OSError as e:  # no compiler output, or a cache folder we may not write
+            warnings.warn(
+                f"rnnlab.native: building {SOURCE.name} into {target.parent} failed, so the "
+                f"XLA scan runs (set RNNLAB_NATIVE_CACHE to a writable folder, or "
+                f"RNNLAB_NATIVE=0 to silence this):\n{' '.join(cmd)}\n{e}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
     lib = ctypes.cdll.LoadLibrary(str(target))
     for cell in CELLS:
         for way in ("forward", "backward"):

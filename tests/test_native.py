@@ -262,3 +262,39 @@ def test_sampling_one_step_at_a_time_stays_on_xla():
     assert not fused.takes_native(make_cell("lstm", 64), w, None, carry, few)
     many = {"ids": jnp.zeros((fused.NATIVE_MIN_ROWS, 1), jnp.int32), "table": jnp.zeros((5, 256))}
     assert fused.takes_native(make_cell("lstm", 64), w, None, carry, many) == native.available()
+
+
+def test_a_subclass_does_not_inherit_the_kernel():
+    """A cell subclassing the LSTM may change the gate math the kernel hard-codes: it runs the
+    XLA scan unless its own class sets ``native``."""
+    from rnnlab.cells import lstm
+
+    class Peephole(lstm.Cell):  # pretend: a changed update()
+        pass
+
+    class Declared(lstm.Cell):
+        native = "lstm"
+
+    w, carry = jnp.zeros((64, 256)), (jnp.zeros((2, 64)), jnp.zeros((2, 64)))
+    xp = {"xp": jnp.zeros((32, 2, 256))}
+    assert not fused.takes_native(Peephole(64), w, None, carry, xp)
+    assert fused.takes_native(Declared(64), w, None, carry, xp) == native.available()
+
+
+@needs_kernel
+def test_a_failed_build_warns_and_runs_the_xla_scan(monkeypatch, tmp_path):
+    """A kernel source that does not compile (or an unwritable cache): a RuntimeWarning that
+    says what failed, and the XLA scan, not an error."""
+    bad = tmp_path / "broken.cc"
+    bad.write_text("this is not C++\n")
+    monkeypatch.setattr(native, "SOURCE", bad)
+    monkeypatch.setenv("RNNLAB_NATIVE_CACHE", str(tmp_path / "cache"))
+    native._library.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="broken.cc"):
+            assert not native.available()
+        cell, params, xs, carry, *_, w_out = setup(64)
+        got = loss_and_grads(cell, params, xs, carry, w_out, "fused")
+        assert_close(got, loss_and_grads(cell, params, xs, carry, w_out, "autodiff"))
+    finally:
+        native._library.cache_clear()
