@@ -298,3 +298,16 @@ def test_a_failed_build_warns_and_runs_the_xla_scan(monkeypatch, tmp_path):
         assert_close(got, loss_and_grads(cell, params, xs, carry, w_out, "autodiff"))
     finally:
         native._library.cache_clear()
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", CELLS)
+def test_nan_propagates_as_in_the_xla_scan(name):
+    """A NaN input poisons its sequence from that step on, in the kernel as in XLA: a
+    diverging run must show NaN, not a finite clamp."""
+    cell, params, xs, carry, *_ = setup(64, name=name)
+    xs = xs.at[1, 4, 0].set(jnp.nan)
+    got = unroll(cell, params, xs, carry, backward="fused")[1]
+    want = unroll(cell, params, xs, carry, backward="autodiff")[1]
+    np.testing.assert_array_equal(np.isnan(np.asarray(got)), np.isnan(np.asarray(want)))
+    assert bool(jnp.isnan(got[1, 4:]).all()) and not bool(jnp.isnan(got[0]).any())

@@ -28,12 +28,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <memory>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -94,6 +95,7 @@ class Barrier {
 using Work = std::function<void(int rank, int size, Barrier &barrier)>;
 
 struct TeamState {
+  std::thread::id caller = std::this_thread::get_id();
   std::mutex mutex;
   int joined = 0;
   bool closed = false;
@@ -109,6 +111,8 @@ void run_team(ffi::ThreadPool &pool, int n, Fits fits, const Work &work) {
   const int want = static_cast<int>(std::min<int64_t>(n - 1, pool.num_threads()));
   for (int i = 0; i < want; ++i) {
     pool.Schedule([state] {
+      // Schedule runs the task inline when XLA has no pool for it: joining would wait forever
+      if (std::this_thread::get_id() == state->caller) return;
       int rank;
       {
         std::lock_guard<std::mutex> lock(state->mutex);
@@ -149,9 +153,10 @@ void run_team(ffi::ThreadPool &pool, int n, Fits fits, const Work &work) {
 // ---------------------------------------------------------------------------- vector math
 
 // exp(x) for float32 lanes: range reduction by ln 2, degree-6 polynomial, scalef (rel. err.
-// ~2e-7 over the clamped range).
+// ~2e-7 over the clamped range). NaN stays NaN: x86 min/max return their second operand when
+// either is NaN, so x goes second (a diverging run must show NaN, as XLA's would).
 inline __m512 exp512(__m512 x) {
-  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.3f)), _mm512_set1_ps(-88.3f));
+  x = _mm512_max_ps(_mm512_set1_ps(-88.3f), _mm512_min_ps(_mm512_set1_ps(88.3f), x));
   __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -729,7 +734,7 @@ ffi::Error ElmanForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
       for (int64_t b = 0; b < B; ++b)
         for (int64_t v = 0; v < U; v += 16) {
           const __m512 x = _mm512_loadu_ps(pre.p + b * U + v);
-          __m512 h = relu ? _mm512_max_ps(x, zero) : tanh512(x);
+          __m512 h = relu ? _mm512_max_ps(zero, x) : tanh512(x);  // relu(NaN) = NaN
           if (HR) _mm512_storeu_ps(HR + (t * B + b) * H + u0 + v, h);
           if (EH) h = _mm512_add_ps(h, _mm512_loadu_ps(EH + (t * B + b) * H + u0 + v));
           _mm512_storeu_ps(hnext + b * T * H + u0 + v, h);
