@@ -304,8 +304,8 @@ NATIVE_MIN_ROWS = 64
 
 def takes_native(cell, w, b, carry, inputs, *, return_states=False, remat=False) -> bool:
     """Whether :func:`scan` runs ``cell`` with a native kernel: a cell whose own class names one
-    (``native`` in :data:`rnnlab.native.CELLS`) in float32 without ``matmul_dtype``, no masking,
-    returned states or per-step remat, at least :data:`NATIVE_MIN_ROWS` rows
+    (``native`` in :data:`rnnlab.native.CELLS`) in float32 without ``matmul_dtype``, returned
+    states or per-step remat, at least :data:`NATIVE_MIN_ROWS` rows
     ``T*B``, on a backend in :data:`NATIVE` where :func:`rnnlab.native.usable` holds.
 
     A subclass does not inherit the kernel: it may have changed the gate math the kernel
@@ -316,8 +316,6 @@ def takes_native(cell, w, b, carry, inputs, *, return_states=False, remat=False)
     if kind not in native.CELLS or not NATIVE.get(jax.default_backend(), False):
         return False
     if return_states or remat or getattr(cell, "matmul_dtype", None):
-        return False
-    if "valid" in inputs:
         return False
     mode = next(k for k in ("ids", "x", "xp") if k in inputs)
     T, B = jax.tree.leaves(inputs[mode])[0].shape[:2]
@@ -334,10 +332,17 @@ def _native(cell, params, w, b, carry, inputs):
     saves the gates' activations and ``h_{t-1}^T`` ``[H, T*B]``; the backward gives ``d_xp``
     and ``d_hr`` ``[T, B, G]`` (the cotangents of ``xp_t`` and ``hr_t``) and, for token
     inputs, the table's gradient; the weight gradient ``dW_h = h_{t-1}^T d_hr`` is one XLA
-    matmul over all ``T*B`` rows."""
+    matmul over all ``T*B`` rows.
+
+    Masking (``valid``) is a prefix per sequence (``t < length``: the engine right-pads, also
+    in reverse and in chunks), so the kernels run every step unmasked, which leaves the valid
+    steps exact, and the mask is applied after: ``y_t = 0`` past the end, and the final carry
+    read at each sequence's last valid step (the initial carry for an empty one)."""
     kind = cell.native
     mode = next(k for k in ("ids", "x", "xp") if k in inputs)
     stream, table, eps = inputs[mode], inputs.get("table"), inputs.get("eps")
+    valid = inputs.get("valid")  # [T, B] bool, a prefix per sequence
+    with_cs = kind == "lstm" and valid is not None  # the masked final c reads c_t for all t
     project = lambda p, x: cell.apply(p, x, method="project")
     H = w.shape[0]
 
@@ -369,23 +374,23 @@ def _native(cell, params, w, b, carry, inputs):
 
     @jax.custom_vjp
     def run(p, w, b, tab, carry, x, e):
-        cT, ys, _ = forward(p, w, b, tab, carry, x, e, save=False)
-        return cT, ys
+        cT, ys, saved = forward(p, w, b, tab, carry, x, e, save=False)
+        return cT, ys, saved[0] if with_cs else None
 
     def run_fwd(p, w, b, tab, carry, x, e):
         cT, ys, saved = forward(p, w, b, tab, carry, x, e, save=True)
-        return (cT, ys), (p, w, b, tab, carry, x, e, saved)
+        return (cT, ys, saved[0] if with_cs else None), (p, w, b, tab, carry, x, e, saved)
 
     def run_bwd(res, cts):
         p, w, b, tab, carry, x, e, saved = res
-        d_cT, d_ys = cts
+        d_cT, d_ys, d_cs = cts
         ids = x if mode == "ids" else None  # the kernel sums the table's gradient by id
         vocab = tab.shape[0] if mode == "ids" else 0
         if kind == "lstm":
             cs, acts, h_prev_t = saved
             eps_c = None if e is None else e[0]
             d_pre, d_c0, d_h0, d_tab, d_e = native.lstm_backward(
-                w, acts, cs, carry[0], d_ys, *d_cT, ids=ids, vocab=vocab, eps_c=eps_c
+                w, acts, cs, carry[0], d_ys, *d_cT, ids=ids, vocab=vocab, eps_c=eps_c, d_cs=d_cs
             )
             d_carry, d_xp, d_hr = (d_c0, d_h0), d_pre, d_pre  # LSTM: xp_t + hr_t, one cotangent
         elif kind == "elman":
@@ -416,4 +421,16 @@ def _native(cell, params, w, b, carry, inputs):
         return d_p, d_w, d_b, d_tab, d_carry, d_x, d_e
 
     run.defvjp(run_fwd, run_bwd)
-    return run(params, w, b, table, carry, stream, eps)
+    cT, ys, cs = run(params, w, b, table, carry, stream, eps)
+    if valid is None:
+        return cT, ys
+    B, T = ys.shape[:2]
+    lengths = jnp.sum(valid, axis=0)  # [B]
+    last = jnp.clip(lengths - 1, 0, T - 1)
+    ended = lambda final, first: jnp.where((lengths > 0)[:, None], final, first)
+    h_last = ended(ys[jnp.arange(B), last], carry[1] if kind == "lstm" else carry)
+    if kind == "lstm":
+        cT = (ended(cs[last, jnp.arange(B)], carry[0]), h_last)
+    else:
+        cT = h_last
+    return cT, jnp.where(jnp.swapaxes(valid, 0, 1)[..., None], ys, 0.0)

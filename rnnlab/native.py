@@ -188,7 +188,9 @@ def lstm_forward(xp, ids, w, c0, h0, *, save: bool, eps=None):
     return call(*args, threads=np.int64(threads(H, 2 * B * H * 4 * H)))
 
 
-def lstm_backward(w, acts, cs, c0, d_ys, d_cT, d_hT, ids=None, vocab: int = 0, eps_c=None):
+def lstm_backward(
+    w, acts, cs, c0, d_ys, d_cT, d_hT, ids=None, vocab: int = 0, eps_c=None, d_cs=None
+):
     """Cotangents through the loop of :func:`lstm_forward` (with ``save``).
 
     Args:
@@ -198,6 +200,7 @@ def lstm_backward(w, acts, cs, c0, d_ys, d_cT, d_hT, ids=None, vocab: int = 0, e
       ids, vocab: the forward's token ids ``[T, B]`` and table height ``V``, to get the
         table's gradient here (None: no table).
       eps_c: the forward's ``eps_c`` when it was perturbed (else None).
+      d_cs: ``[T, B, H]`` cotangent of every ``c_t`` from outside the loop, or None.
 
     Returns:
       ``(d_pre [T, B, 4H], d_c0 [B, H], d_h0 [B, H], d_table, (d_eps_c, d_eps_h))``:
@@ -213,7 +216,7 @@ def lstm_backward(w, acts, cs, c0, d_ys, d_cT, d_hT, ids=None, vocab: int = 0, e
     d_eps = (_f32(T, B, H),) * 2 if eps_c is not None else (_f32(0),) * 2
     outs = (_f32(T, B, 4 * H), _f32(B, H), _f32(B, H), table, *d_eps)
     call = jax.ffi.ffi_call("rnnlab_lstm_backward", outs, vmap_method=VMAP)
-    args = (w, acts, cs, c0, d_ys, d_cT, d_hT, _ids(ids), _eps(eps_c))
+    args = (w, acts, cs, c0, d_ys, d_cT, d_hT, _ids(ids), _eps(eps_c), _eps(d_cs))
     d_pre, d_c0, d_h0, d_table, *d_eps = call(
         *args, threads=np.int64(threads(H, 2 * B * H * 4 * H))
     )

@@ -300,9 +300,9 @@ def linear_scan(cell, params, carry, inputs: dict, return_states: bool = False):
 def _unroll_chunked(cell, params, xs, carry, *, seq_lengths, reverse, perturbation, **kw):
     """``remat="chunked"``: :func:`unroll` over chunks of ``K ~ sqrt(T)`` steps, each chunk
     (projection + scan) under ``jax.checkpoint``. ``K`` is the divisor of ``T`` nearest
-    ``sqrt(T)`` when one lies within a factor 2 of it (masked steps would keep the chunks off
-    the native kernel, :func:`rnnlab.fused.takes_native`); otherwise ``K = ceil(sqrt(T))`` and
-    ``T`` is padded to ``n*K`` with masked steps."""
+    ``sqrt(T)`` when one lies within a factor 2 of it, so no padded step is computed (T = 2000:
+    40-step chunks); otherwise ``K = ceil(sqrt(T))`` and ``T`` is padded to ``n*K`` with masked
+    steps."""
     B, T, D = input_shape(xs)
     root = np.sqrt(T)
     divisors = [k for k in range(int(np.ceil(root / 2)), int(2 * root) + 1) if T % k == 0]

@@ -86,8 +86,8 @@ def assert_close(got, want, tol=1e-5):
 
 
 def test_the_engine_hands_a_cell_to_the_kernel_only_where_it_applies():
-    """``takes_native``: the LSTM, GRU and Elman in float32 with H a multiple of 32, perturbed
-    or not; not masked, per-step remat, returned states, bf16 matmuls, another cell, or
+    """``takes_native``: the LSTM, GRU and Elman in float32 with H a multiple of 32, masked or
+    perturbed or not; not per-step remat, returned states, bf16 matmuls, another cell, or
     RNNLAB_NATIVE=0."""
     lstm, jordan = make_cell("lstm", 64), make_cell("jordan", 64)
     w = jnp.zeros((64, 256))
@@ -112,7 +112,7 @@ def test_the_engine_hands_a_cell_to_the_kernel_only_where_it_applies():
     assert not takes(cell=make_cell("lstm", 64, {"matmul_dtype": "bfloat16"}))
     assert not takes(w=jnp.zeros((48, 192)))  # 48 units do not split into 32-wide panels
     assert not takes(w=w.astype(jnp.float64) if jax.config.x64_enabled else w.astype(jnp.bfloat16))
-    assert not takes(inputs=xp | {"valid": jnp.ones((32, 2), bool)})
+    assert takes(inputs=xp | {"valid": jnp.ones((32, 2), bool)}) == native.available()
     eps = (jnp.zeros((32, 2, 64)), jnp.zeros((32, 2, 64)))
     assert takes(inputs=xp | {"eps": eps}) == native.available()  # the dL/dh_t probes
     assert not takes(return_states=True)
@@ -311,3 +311,32 @@ def test_nan_propagates_as_in_the_xla_scan(name):
     want = unroll(cell, params, xs, carry, backward="autodiff")[1]
     np.testing.assert_array_equal(np.isnan(np.asarray(got)), np.isnan(np.asarray(want)))
     assert bool(jnp.isnan(got[1, 4:]).all()) and not bool(jnp.isnan(got[0]).any())
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_masked_sequences_equal_the_autodiff_scan(monkeypatch, name, reverse):
+    """seq_lengths (right-padded sequences, one of them empty, one full): the kernel runs every
+    step and the engine masks after; outputs, final carry, perturbation gradients and parameter
+    gradients equal the autodiff scan's, also in reverse."""
+    calls = []
+    count_calls(monkeypatch, name, calls)
+    cell, params, xs, carry, ids, table, w_out = setup(64, name=name, seed=3)
+    lengths = jnp.array([T, 0, 5, 1, T - 2])
+    key = jax.random.PRNGKey(7)
+    eps = jax.tree.map(lambda c: 0.1 * jax.random.normal(key, (B, T) + c.shape[1:]), carry)
+
+    def grads(backward):
+        def loss(params, carry, xs, eps):
+            final, ys, _ = unroll(
+                cell, params, xs, carry, seq_lengths=lengths, reverse=reverse,
+                perturbation=eps, backward=backward,
+            )  # fmt: skip
+            return objective(final, ys, w_out)
+
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))(params, carry, xs, eps)
+
+    got = grads("fused")
+    assert calls
+    assert_close(got, grads("autodiff"))

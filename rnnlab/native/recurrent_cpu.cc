@@ -416,7 +416,9 @@ ffi::Error LstmForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::S32> ids,
 
 // Inputs: w [H, 4H], acts [T, B, 4H], cs [T, B, H], c0 [B, H], dys [B, T, H] (cotangent of
 // the outputs h_t, batch-major), dcT, dhT [B, H] (of the final carry), ids [T, B] (or [0]),
-// eps_c [T, B, H] (or [0]: the forward's perturbation; cs holds the perturbed c_t).
+// eps_c [T, B, H] (or [0]: the forward's perturbation; cs holds the perturbed c_t),
+// dcs [T, B, H] (or [0]: a cotangent of every c_t from outside the loop: a masked layer's
+// final carry reads c at each sequence's last step).
 // Outputs: dgates [T, B, 4H] (cotangent of the pre-activations), dc0, dh0 [B, H], dtable
 // [V, 4H] (with ids: the projected table's gradient, sum of dgates rows by id; else [0]),
 // deps_c, deps_h [T, B, H] (with eps: dL/d(c_t, h_t) of the perturbed carry; else [0]).
@@ -424,7 +426,8 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
                             ffi::Buffer<ffi::F32> cs, ffi::Buffer<ffi::F32> c0,
                             ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dcT,
                             ffi::Buffer<ffi::F32> dhT, ffi::Buffer<ffi::S32> ids,
-                            ffi::Buffer<ffi::F32> eps_c, ffi::ResultBuffer<ffi::F32> dgates,
+                            ffi::Buffer<ffi::F32> eps_c, ffi::Buffer<ffi::F32> dcs,
+                            ffi::ResultBuffer<ffi::F32> dgates,
                             ffi::ResultBuffer<ffi::F32> dc0, ffi::ResultBuffer<ffi::F32> dh0,
                             ffi::ResultBuffer<ffi::F32> dtable, ffi::ResultBuffer<ffi::F32> deps_c,
                             ffi::ResultBuffer<ffi::F32> deps_h, ffi::ThreadPool pool,
@@ -443,6 +446,7 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
   float *DT = use_ids ? dtable->typed_data() : nullptr;
   const bool perturbed = eps_c.element_count() > 0;
   const float *EC = perturbed ? eps_c.typed_data() : nullptr;
+  const float *DCS = dcs.element_count() > 0 ? dcs.typed_data() : nullptr;
   float *DEC = perturbed ? deps_c->typed_data() : nullptr;
   float *DEH = perturbed ? deps_h->typed_data() : nullptr;
 
@@ -475,6 +479,7 @@ ffi::Error LstmBackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
                                            _mm512_loadu_ps(&dh[b * U + v]));
           __m512 c_t = _mm512_loadu_ps(ct + at);
           __m512 d_c = _mm512_loadu_ps(&dc[b * U + v]);
+          if (DCS) d_c = _mm512_add_ps(d_c, _mm512_loadu_ps(DCS + t * B * H + at));
           if (perturbed) {  // h_t read the unperturbed c_t; the carry's cotangents are d_eps
             c_t = _mm512_sub_ps(c_t, _mm512_loadu_ps(EC + t * B * H + at));
             _mm512_storeu_ps(DEC + t * B * H + at, d_c);
@@ -839,6 +844,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmBackward, LstmBackwardImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // dhT [B, H]
                                   .Arg<ffi::Buffer<ffi::S32>>()  // ids [T, B] or [0]
                                   .Arg<ffi::Buffer<ffi::F32>>()  // eps_c [T, B, H] or [0]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dcs [T, B, H] or [0]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dgates [T, B, 4H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dc0 [B, H]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dh0 [B, H]
