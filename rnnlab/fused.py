@@ -309,8 +309,12 @@ def takes_native(cell, w, b, carry, inputs, *, return_states=False, remat=False)
     ``T*B``, on a backend in :data:`NATIVE` where :func:`rnnlab.native.usable` holds.
 
     A subclass does not inherit the kernel: it may have changed the gate math the kernel
-    hard-codes, so it runs the XLA scan unless it sets ``native`` itself."""
-    if "native" not in vars(type(cell)):
+    hard-codes, so it runs the XLA scan unless it sets ``native`` itself.
+
+    With more than one device (data parallelism over a mesh, :mod:`rnnlab.devices`) the XLA
+    scan runs too: XLA's SPMD partitioner cannot split a custom call, so it would gather the
+    whole batch onto every device and each would compute all of it."""
+    if "native" not in vars(type(cell)) or jax.device_count() > 1:
         return False
     kind = cell.native
     if kind not in native.CELLS or not NATIVE.get(jax.default_backend(), False):

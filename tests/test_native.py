@@ -340,3 +340,13 @@ def test_masked_sequences_equal_the_autodiff_scan(monkeypatch, name, reverse):
     got = grads("fused")
     assert calls
     assert_close(got, grads("autodiff"))
+
+
+def test_several_devices_run_the_xla_scan(monkeypatch):
+    """Under a data-parallel mesh XLA would gather the batch onto every device around a custom
+    call (it cannot partition one), so with more than one device the engine keeps the scan."""
+    w, carry = jnp.zeros((64, 256)), (jnp.zeros((2, 64)), jnp.zeros((2, 64)))
+    xp = {"xp": jnp.zeros((32, 2, 256))}
+    assert fused.takes_native(make_cell("lstm", 64), w, None, carry, xp) == native.available()
+    monkeypatch.setattr(jax, "device_count", lambda *a: 2)
+    assert not fused.takes_native(make_cell("lstm", 64), w, None, carry, xp)
