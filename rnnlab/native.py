@@ -14,7 +14,7 @@ so no transpose, concatenation or scatter follows them.
 The kernels are compiled on first use with the system C++ compiler (``$CXX``, else ``g++``)
 against the XLA FFI headers that ship with jaxlib, and cached by source hash under
 ``$RNNLAB_NATIVE_CACHE`` (default ``~/.cache/rnnlab/native``). ``RNNLAB_NATIVE=0`` turns them
-off; ``RNNLAB_NATIVE_THREADS`` caps the threads. Where there is no compiler, no AVX-512F, or
+off; ``RNNLAB_NATIVE_THREADS`` caps the threads. Where there is no compiler, no AVX-512 (F, DQ), or
 the backend is not the CPU, :func:`available` is False and nothing changes.
 
 Shapes: ``T`` time, ``B`` batch, ``H`` hidden; gates ``[.., G]``: LSTM ``4H`` (i, f, g, o),
@@ -58,13 +58,15 @@ VMAP = "sequential"
 PANEL = 32
 
 
-def _cpu_has_avx512f() -> bool:
+def _cpu_has_avx512() -> bool:
+    """Whether this CPU has the AVX-512 subsets the kernels are built for (F and DQ)."""
     if platform.machine() not in ("x86_64", "AMD64"):
         return False
     try:
-        return " avx512f " in pathlib.Path("/proc/cpuinfo").read_text().replace("\n", " ")
+        flags = pathlib.Path("/proc/cpuinfo").read_text().replace("\n", " ")
     except OSError:
         return False
+    return " avx512f " in flags and " avx512dq " in flags
 
 
 def _cache_dir() -> pathlib.Path:
@@ -75,7 +77,7 @@ def _cache_dir() -> pathlib.Path:
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     """Compile (once per source and jaxlib) and load the kernel library; None if impossible."""
-    if os.environ.get("RNNLAB_NATIVE", "1") == "0" or not _cpu_has_avx512f():
+    if os.environ.get("RNNLAB_NATIVE", "1") == "0" or not _cpu_has_avx512():
         return None
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
@@ -114,7 +116,7 @@ def _library() -> ctypes.CDLL | None:
 
 
 def available() -> bool:
-    """Whether the native kernels can run here (CPU backend, AVX-512F, a compiler)."""
+    """Whether the native kernels can run here (CPU backend, AVX-512 (F, DQ), a compiler)."""
     return jax.default_backend() == "cpu" and _library() is not None
 
 
@@ -141,7 +143,7 @@ def _require() -> None:
     if _library() is None:
         raise RuntimeError(
             "rnnlab.native: the kernels are not available here (they need the CPU backend, "
-            "AVX-512F and a C++ compiler; see rnnlab.native.available())"
+            "AVX-512 (F, DQ) and a C++ compiler; see rnnlab.native.available())"
         )
 
 

@@ -3,7 +3,7 @@ values and gradients equal to 1e-5 in float32, for every way the engine feeds th
 inputs, narrow inputs projected by the engine, embedded token ids), and the cases they must
 leave to XLA.
 
-The kernel needs an x86 CPU with AVX-512F and a C++ compiler; where either is missing,
+The kernel needs an x86 CPU with AVX-512 (F, DQ) and a C++ compiler; where either is missing,
 ``rnnlab.native.available()`` is False and the engine runs the XLA scan (tested at the end)."""
 
 import importlib
@@ -20,8 +20,8 @@ from rnnlab.unroll import Embedded, make_cell, unroll
 engine = importlib.import_module("rnnlab.unroll")  # the module (rnnlab.unroll is the function)
 
 needs_kernel = pytest.mark.skipif(
-    not (native._cpu_has_avx512f() and shutil.which("g++")),
-    reason="the native kernel needs AVX-512F and g++ (elsewhere the XLA scan runs: tested below)",
+    not (native._cpu_has_avx512() and shutil.which("g++")),
+    reason="the native kernel needs AVX-512 (F, DQ) and g++ (elsewhere the XLA scan runs: tested below)",
 )
 B, T, D, V = 5, 13, 7, 11  # T*B = 65 rows: at least fused.NATIVE_MIN_ROWS
 
@@ -215,7 +215,7 @@ def test_vmap_over_seeds_and_saturated_gates(name):
 
 @pytest.mark.parametrize("name", CELLS)
 def test_switched_off_runs_the_xla_scan(monkeypatch, name):
-    """RNNLAB_NATIVE=0 (or no compiler / no AVX-512F): the engine runs the XLA scan, with the
+    """RNNLAB_NATIVE=0 (or no compiler / no AVX-512 (F, DQ)): the engine runs the XLA scan, with the
     same results, and calling the kernel directly says why it cannot run."""
     monkeypatch.setenv("RNNLAB_NATIVE", "0")
     native._library.cache_clear()
