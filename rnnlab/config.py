@@ -188,3 +188,14 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collecti
         else:
             parent[name] = value
     return config
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+class ConfigError(ValueError):
+    """A config value out of its key's valid range, or a key no component would use."""
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Check every key's type and valid range before any work; raise :class:`ConfigError`."""
