@@ -15,6 +15,10 @@ outputs. Executed notebooks keep their outputs (the committed ones come from a f
 metadata (timestamps) is not recorded, so a re-run changes only what the code printed.
 ``tests/test_notebooks.py`` checks that every ``.ipynb`` matches its source and runs each one
 under ``RNNLAB_NOTEBOOK_SMOKE=1``.
+
+The helpers every notebook uses (``SMOKE``, ``size``, ``show``) live once, in
+``src/_common.py``; a source imports them with the line :data:`INCLUDE`, which the build
+replaces by the module's block (see :func:`inline_common`) so each ``.ipynb`` runs on its own.
 """
 
 from __future__ import annotations
@@ -30,6 +34,28 @@ HERE = pathlib.Path(__file__).resolve().parent
 SOURCES = HERE / "src"
 NAMES = ("char_rnn", "vanishing_gradients", "add_a_cell", "long_range_tasks")
 KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+COMMON = SOURCES / "_common.py"
+INCLUDE = "from _common import SMOKE, show, size  # inlined by notebooks/_build.py"
+BLOCK = "# BLOCK: everything below this line is what each notebook gets."
+
+
+def inline_common(text: str) -> str:
+    """A source with its :data:`INCLUDE` line replaced by ``_common.py``'s block.
+
+    Every notebook source must import the shared helpers this way (exactly once), so that no
+    notebook grows its own copy of them again.
+    """
+    lines = text.splitlines()
+    if lines.count(INCLUDE) != 1:
+        raise ValueError(
+            f"a notebook source must contain the line {INCLUDE!r} exactly once; "
+            f"found it {lines.count(INCLUDE)} times"
+        )
+    common = COMMON.read_text()
+    if BLOCK not in common:
+        raise ValueError(f"{COMMON} lost its marker line {BLOCK!r}")
+    block = common.split(BLOCK + "\n", 1)[1].strip("\n")
+    return "\n".join(block if line == INCLUDE else line for line in lines) + "\n"
 
 
 def parse(text: str) -> list[tuple[str, str]]:
@@ -53,7 +79,7 @@ def build(name: str) -> nbformat.NotebookNode:
     """The notebook ``name`` (no outputs) from ``src/NAME.py``."""
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": dict(KERNEL), "language_info": {"name": "python"}}
-    for kind, source in parse((SOURCES / f"{name}.py").read_text()):
+    for kind, source in parse(inline_common((SOURCES / f"{name}.py").read_text())):
         make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
         nb.cells.append(make(source))
     for i, cell in enumerate(nb.cells):

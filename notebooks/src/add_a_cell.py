@@ -37,29 +37,7 @@ from rnnlab import conformance, initializers, probes, registry
 from rnnlab.unroll import make_cell, unroll
 from rnnlab.viz import plots
 
-SMOKE = os.environ.get("RNNLAB_NOTEBOOK_SMOKE") == "1"  # the test suite's tiny setting
-print("settings:", "smoke (RNNLAB_NOTEBOOK_SMOKE=1: tiny sizes)" if SMOKE else "full")
-
-
-def size(full, smoke):
-    """``full`` normally; ``smoke`` when the test suite runs this notebook."""
-    return smoke if SMOKE else full
-
-
-def show(figure, width=640):
-    """Display a matplotlib figure or a PNG file inline, as a compact 128-color PNG."""
-    if isinstance(figure, (str, pathlib.Path)):
-        image = PIL.Image.open(figure)
-    else:
-        buf = io.BytesIO()
-        figure.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-        plt.close(figure)
-        image = PIL.Image.open(buf)
-    if image.width > width:
-        image = image.resize((width, round(image.height * width / image.width)), PIL.Image.LANCZOS)
-    out = io.BytesIO()
-    image.convert("RGB").quantize(colors=128).save(out, format="PNG", optimize=True)
-    display(Image(out.getvalue()))
+from _common import SMOKE, show, size  # inlined by notebooks/_build.py
 
 
 WORK = pathlib.Path(tempfile.mkdtemp(prefix="rnnlab-add-a-cell-"))
