@@ -52,6 +52,7 @@ class Dataset(Protocol):
 # name -> "module:factory" (module relative to rnnlab.data). Each module documents its datasets.
 REGISTRY = {
     "text": "text:make",
+    "words": "words:make",
     "adding": "tasks:make_adding",
     "adding_hochreiter": "tasks:make_adding_hochreiter",
     "copy": "tasks:make_copy",
@@ -59,6 +60,7 @@ REGISTRY = {
     "parity": "tasks:make_parity",
     "strings": "strings:make_transduce",
     "class_strings": "strings:make_conditional",
+    "digit_strips": "digits:make",  # captioning: sklearn's 8x8 digits side by side
 }
 
 
