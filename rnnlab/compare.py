@@ -20,8 +20,9 @@ eval metric, else ``train_loss``.
 **Colour.** ``by`` is a dotted config key (``model.hidden_size``, ``optim.learning_rate``); with
 a number in every run (bools excepted) the runs take colours from a continuous colormap
 (viridis; log-spaced when the values are positive and span a factor of 10 or more) with a
-colour bar, otherwise one categorical colour per value (tab10) with a legend. Default: the
-first config key whose value differs between the runs (none differ: one colour per run).
+colour bar, and are listed in its order; otherwise one categorical colour per value (tab10)
+with a legend, the runs in path order. Default: the first config key whose value differs
+between the runs (none differ: one colour per run).
 
 **Figure** (``OUT/comparison.png``, matplotlib Agg): the metric against the step for every run;
 a parallel-coordinates view, one vertical axis per hyperparameter that differs between the runs
@@ -323,7 +324,11 @@ def draw(runs, metric, colouring, keys, path: pathlib.Path) -> None:
     _png_table(fig.add_subplot(grid[1, :]), runs, metric, colouring)
     if colouring.numeric:
         sm = matplotlib.cm.ScalarMappable(norm=colouring.norm, cmap=colouring.cmap)
-        fig.colorbar(sm, ax=ax_curves, label=colouring.by, pad=0.01)
+        bar = fig.colorbar(sm, ax=ax_curves, label=colouring.by, pad=0.01)
+        distinct = sorted(set(colouring.values))
+        if len(distinct) <= 10:  # the swept values themselves, in plain numbers
+            bar.set_ticks(distinct, labels=[_fmt(v) for v in distinct])
+            bar.ax.minorticks_off()
     fig.suptitle(f"{len(runs)} runs, coloured by {colouring.by or 'run'}", fontsize=11)
     fig.tight_layout()
     fig.savefig(path)
@@ -428,6 +433,8 @@ def compare(run_dirs, *, by: str | None = None, metric: str | None = None, out=N
     """
     paths = find_runs(run_dirs)
     runs = [RunRecord(p, label) for p, label in zip(paths, _labels(paths))]
+    if by is not None and runs and all(_number(r.config.get(by)) for r in runs):
+        runs.sort(key=lambda r: r.config[by])  # a numeric key: the runs in its order
     keys = differing_keys(runs)
     all_keys = list(dict.fromkeys(k for r in runs for k in r.config))
     if by is None:
