@@ -6,6 +6,7 @@
     rnnlab sample WORKDIR [--temperature ...]     generate text from a trained char model
     rnnlab viz WORKDIR [--text FILE]              hidden-unit HTML page + feature finder
     rnnlab data tinyshakespeare                   download (checksum-verified, cached) a corpus
+    rnnlab compare RUN_DIR... [--by KEY]          learning curves, table, hyperparameters (PNG+HTML)
 
 Every subcommand is a thin shim over a library function; library code never parses flags.
 """
@@ -67,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     viz.add_argument("--chars", type=int, default=3000, help="how many characters to show")
     viz.add_argument("--out", help="output HTML path (default WORKDIR/viz/index.html)")
 
+    compare = sub.add_parser(
+        "compare", help="compare runs: curves coloured by a config key, table, hparams"
+    )
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="workdirs or sweep folders")
+    compare.add_argument("--by", help="config key to colour by (default: the first that differs)")
+    compare.add_argument("--metric", help="metric to plot (default val_loss)")
+    compare.add_argument("--out", help="output folder (default: the folder given / their parent)")
+
     data = sub.add_parser("data", help="download a named corpus (checksum-verified, cached)")
     data.add_argument("name", help="corpus name, e.g. tinyshakespeare")
     return p
@@ -125,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                 out=args.out,
             )
             print(f"wrote {path}")
+        elif args.command == "compare":
+            from rnnlab import compare
+
+            out = compare.compare(args.run_dirs, by=args.by, metric=args.metric, out=args.out)
+            print(f"wrote {out['png']} and {out['html']} ({len(out['runs'])} runs)")
         elif args.command == "data":
             from rnnlab.data import corpora
 

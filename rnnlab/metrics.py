@@ -128,6 +128,7 @@ class Writer:
             dynamic_ncols=True,
         )
         self.tb = None
+        self.last: dict[str, dict] = {}  # kind -> its latest record: the final metrics (HParams)
         if tensorboard and active:
             try:
                 import tensorboardX
@@ -158,10 +159,40 @@ class Writer:
             with open(self.workdir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             if self.tb is not None:
+                self.last[kind] = record
                 for k, v in record.items():
                     if isinstance(v, float) and math.isfinite(v):
                         self.tb.add_scalar(f"{kind}/{k}", v, step)
         return record
+
+    def log_hparams(self) -> None:
+        """TensorBoard HParams: the run's config against its final metrics (a sweep's dashboard).
+
+        Hyperparameters: every ``config.json`` key, dotted (lists, dicts and None as JSON text);
+        metrics: the last eval record's finite values and the last train loss, tagged
+        ``hparam/NAME`` (apart from the ``eval/NAME`` scalars). Written into ``tb/hparams`` when
+        the writer closes; a resumed run writes them again, with its own final values.
+        """
+        from rnnlab.compare import flat_config
+
+        path = self.workdir / "config.json"
+        if not path.is_file():
+            return
+        hparams = {
+            k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v)
+            for k, v in flat_config(read_json(path)).items()
+        }
+        final = {
+            f"hparam/{k}": v
+            for k, v in self.last.get("eval", {}).items()
+            if k != "step" and isinstance(v, float) and math.isfinite(v)
+        }
+        loss = self.last.get("train", {}).get("loss")
+        if isinstance(loss, float) and math.isfinite(loss):
+            final["hparam/train_loss"] = loss
+        if final:
+            step = max(r["step"] for r in self.last.values())
+            self.tb.add_hparams(hparams, final, name="hparams", global_step=step)
 
     def progress(self, step: int, **postfix) -> None:
         self.bar.n = step
@@ -170,4 +201,5 @@ class Writer:
     def close(self) -> None:
         self.bar.close()
         if self.tb is not None:
+            self.log_hparams()
             self.tb.close()

@@ -225,10 +225,11 @@ def run(spec: str, overrides: list[str] | None = None, workdir=None) -> dict:
         sub = workdir / ",".join(p.replace("/", "_") for p in point)
         result = _run_point(module, apply(copy.deepcopy(base), point), sub)
         write_json(sub / "results.json", {**record, "overrides": point, "results": result})
-        rows.append({"overrides": point, "results": result})
+        rows.append({"overrides": point, "results": result, "metrics": flat_metrics(result)})
     table = summary_table(rows)
     (workdir / "summary.md").write_text(table + "\n")
     write_json(workdir / "summary.json", rows)
+    _write_comparison(workdir)
     write_json(workdir / "results.json", {**record, "results": {"points": rows, "table": table}})
     return {"points": rows, "table": table}
 
@@ -241,15 +242,75 @@ def _scalars(result: dict) -> dict[str, Any]:
     }
 
 
+MAX_LISTED = 16  # numeric lists up to this long are per-seed values; longer ones are curves
+
+
+def flat_metrics(result: dict, *, elements: bool = True, prefix: str = "") -> dict[str, Any]:
+    """Every metric of a result dict, nested ones included, under dotted keys.
+
+    A number (not a bool) keeps its key; a dict's entries are ``KEY.SUB``; a list of dicts (a
+    table's rows) has each row under ``KEY[LABEL]``, LABEL being its string fields as
+    ``name=value`` joined by ``,`` (its int fields added when those do not tell the rows apart,
+    the row's index when nothing does; label fields are not metrics); a list of at most
+    :data:`MAX_LISTED` numbers (per-seed values) is its mean under ``KEY`` and, with
+    ``elements``, each value under ``KEY[i]`` (a ``NAME_per_seed`` list gives its elements only:
+    its mean is ``NAME``). Strings, None, longer lists (curves) and lists of lists are left out.
+    """
+    out: dict[str, Any] = {}
+    number = lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+    for k, v in result.items():
+        key = f"{prefix}{k}"
+        if number(v):
+            out[key] = v
+        elif isinstance(v, dict):
+            out.update(flat_metrics(v, elements=elements, prefix=f"{key}."))
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+            for label, row, fields in _row_labels(v):
+                rest = {f: x for f, x in row.items() if f not in fields}
+                out.update(flat_metrics(rest, elements=elements, prefix=f"{key}[{label}]."))
+        elif isinstance(v, (list, tuple)) and 0 < len(v) <= MAX_LISTED and all(map(number, v)):
+            if not key.endswith("_per_seed"):
+                out[key] = float(np.mean(v))
+            if elements:
+                out.update({f"{key}[{i}]": x for i, x in enumerate(v)})
+    return out
+
+
+def _row_labels(rows: list[dict]) -> list[tuple[str, dict, tuple]]:
+    """``(label, row, label fields)`` per row of a list of dicts (see :func:`flat_metrics`)."""
+    text = lambda r: tuple(f for f, x in r.items() if isinstance(x, str))
+    ints = lambda r: tuple(
+        f for f, x in r.items() if isinstance(x, int) and not isinstance(x, bool)
+    )
+    for fields_of in (text, lambda r: text(r) + ints(r)):
+        labels = [",".join(f"{f}={r[f]}" for f in fields_of(r)) for r in rows]
+        if all(labels) and len(set(labels)) == len(rows):
+            return [(lab, r, fields_of(r)) for lab, r in zip(labels, rows)]
+    return [(str(i), r, ()) for i, r in enumerate(rows)]
+
+
+def _write_comparison(workdir: pathlib.Path) -> None:
+    """A sweep's ``comparison.png``/``.html`` beside its summary (:mod:`rnnlab.compare`)."""
+    from rnnlab import compare
+
+    try:
+        out = compare.compare([workdir], out=workdir)
+    except ValueError as err:  # points that train nothing (no metrics.jsonl) have no curves
+        print(f"no comparison written: {err}")
+        return
+    print(f"wrote {out['png']} and {out['html']}")
+
+
 def summary_table(rows: list[dict]) -> str:
-    """A markdown table: one row per sweep point, columns = overrides + scalar results."""
+    """A markdown table: one row per sweep point, columns = overrides + every metric of the
+    results, nested ones included (:func:`flat_metrics`; per-seed elements: summary.json)."""
+    flat = [flat_metrics(r["results"], elements=False) for r in rows]
     cols = []
-    for r in rows:
-        cols += [k for k in _scalars(r["results"]) if k not in cols]
+    for vals in flat:
+        cols += [k for k in vals if k not in cols]
     head = "| point | " + " | ".join(cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
-    for r in rows:
-        vals = _scalars(r["results"])
+    for r, vals in zip(rows, flat):
         cells = [f"{vals[c]:.4g}" if c in vals else "" for c in cols]
         lines.append(f"| {' '.join(r['overrides'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
