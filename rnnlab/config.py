@@ -49,6 +49,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.scan = "auto"  # auto | sequential | associative (linear-recurrence cells)
     c.model.attention = False  # seq2seq: Bahdanau additive attention over the encoder outputs
     c.model.attention_size = 64  # seq2seq: width of the attention's query/key projections
+    # architecture=block (rnnlab/blocks.py): residual blocks norm -> conv -> cell -> gated MLP
+    c.model.block_depth = 2  # block: residual blocks, one recurrent layer each (>= 1)
+    c.model.mlp_width = 0  # block: gated-MLP width (>= 0; 0: 3 * hidden_size, Hawk's)
+    c.model.norm = "rms"  # block: pre-normalization, rms (RMSNorm) | layer (LayerNorm)
+    c.model.conv_width = 4  # block: causal temporal Conv1D width before the cell (0: off)
     c.model.cell_options = ml_collections.ConfigDict()  # open: kwargs for the cell
 
     c.data = ml_collections.ConfigDict()

@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnnlab.blocks import BlockModel
 from rnnlab.seq2seq import Conditional, Seq2Seq
 from rnnlab.unroll import RNN, Embedded, RNNOutput
 
@@ -211,6 +212,7 @@ ARCHITECTURES: dict[str, type] = {
     "sequence": SequenceModel,
     "seq2seq": Seq2Seq,  # rnnlab/seq2seq.py: encoder-decoder (+ attention, beam search)
     "conditional": Conditional,  # rnnlab/seq2seq.py: one-to-many, class-conditioned
+    "block": BlockModel,  # rnnlab/blocks.py: residual blocks (norm, conv, cell, gated MLP)
 }
 
 
@@ -228,6 +230,8 @@ def build(model_config, model_spec: Mapping[str, Any]) -> nn.Module:
     """
     spec = dict(model_spec)
     name = spec.pop("architecture", None) or model_config.architecture
+    if name == "sequence" and model_config.architecture == "block":  # a drop-in: same
+        name = "block"  # inputs, outputs and loss, so the config may choose it
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     cls = ARCHITECTURES[name]
