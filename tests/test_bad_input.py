@@ -29,6 +29,7 @@ def raises_before_compiling(exc, match, fn, *args, **kwargs):
 
 
 @pytest.mark.parametrize("shape", [(B, T), (B, T, D, 1), (T,)])
+@pytest.mark.slow
 def test_wrong_rank(lstm, shape):
     rnn, variables = lstm
     want = rf"expected inputs of rank 3 \[B, T, D\], got shape {shape}".replace("(", r"\(")
@@ -52,6 +53,7 @@ def test_feature_size_not_matching_params(lstm):
         rnn.apply(variables, jnp.ones((B, T, 6)))
 
 
+@pytest.mark.slow
 def test_stacked_bidirectional_feature_size_names_the_layer():
     rnn = rnnlab.RNN("gru", H, num_layers=2, bidirectional=True)
     variables = rnn.init(jax.random.key(0), X)

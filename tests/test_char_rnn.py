@@ -55,6 +55,7 @@ def test_plan_num_steps_fits_the_budget(tmp_path, capsys, monkeypatch):
     assert char_rnn.get_config().train.num_steps == 0  # the default fits the time budget
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_samples_and_results(smoke_run, capsys):
     _, workdir, results = smoke_run
     for name in ("config.json", "data.json", "metrics.jsonl", "samples.txt", "results.json"):

@@ -77,6 +77,7 @@ def train_records(workdir):
     return [(r["step"], r["loss"]) for r in map(json.loads, lines) if r["kind"] == "train"]
 
 
+@pytest.mark.slow
 def test_sigkill_corrupt_and_time_limit_resume_exactly(tmp_path, capsys):
     config = tiny_config()
     assert dataset(config).steps_per_epoch < 12

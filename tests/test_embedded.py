@@ -58,6 +58,7 @@ PATHS = {
 
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("name", ["lstm", "gru", "elman"])
+@pytest.mark.slow
 def test_embedded_equals_embedded_rows(name, path, monkeypatch):
     kw = dict(PATHS[path])
     if kw.pop("hoisted", False):
@@ -92,6 +93,7 @@ def test_the_engine_projects_the_table_only_when_it_is_smaller(monkeypatch):
     assert seen == [{"ids", "table"}, {"x"}, {"xp"}]
 
 
+@pytest.mark.slow
 def test_charlm_reads_tokens_as_embedded_ids(monkeypatch):
     """The char-LM's loss and gradients are the same with the table projected or the rows."""
     model = CharLM(V, hidden_size=H, num_layers=2, embed_dim=D, backward="fused")
@@ -152,6 +154,7 @@ def test_unread_rows_get_zero_gradient():
     assert np.any(np.asarray(d_table[: V - 2]) != 0.0)
 
 
+@pytest.mark.slow
 def test_rnn_layer_bidirectional_stack_reads_embedded_ids():
     """RNN(bidirectional, 2 layers): Embedded ids give the outputs and gradients of table[ids]."""
     _, _, ids, table, _, _ = setup("gru")

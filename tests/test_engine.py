@@ -29,6 +29,7 @@ def layer(variables, l, d="fwd"):
     return variables["params"][f"layer_{l}"][d]
 
 
+@pytest.mark.slow
 def test_stack_equals_layers_by_hand_and_dropout_only_when_not_deterministic():
     x = inputs()
     rnn = RNN("elman", H, num_layers=2, dropout=0.5)
@@ -50,6 +51,7 @@ def test_stack_equals_layers_by_hand_and_dropout_only_when_not_deterministic():
     )
 
 
+@pytest.mark.slow
 def test_residual_adds_the_layer_input_where_widths_match():
     x = inputs()
     rnn = RNN("gru", H, num_layers=3, residual=True)
@@ -65,6 +67,7 @@ def test_residual_adds_the_layer_input_where_widths_match():
     close(jax.jit(rnn.apply)(variables, x).outputs, by_hand(variables, x))
 
 
+@pytest.mark.slow
 def test_bidirectional_outputs_and_final_state_per_direction():
     x = inputs()
     rnn = RNN("lstm", H, bidirectional=True)
@@ -175,6 +178,7 @@ def test_return_states_match_a_python_loop_and_final_carry():
 
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru", "lru"])
+@pytest.mark.slow
 def test_perturbation_gradient_is_dL_dh_t(cell):
     """dL/d eps_t at eps = 0 equals the total derivative dL/dh_t computed by brute force: for
     each t, rerun from h_t (its own output y_t, then the later steps) with a Python loop and
@@ -224,6 +228,7 @@ def test_perturbation_gradient_is_dL_dh_t(cell):
         close(jax.tree.map(lambda g, t=t: g[:, t], hook), brute, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_remat_and_unroll_give_the_same_outputs_and_gradients():
     x = inputs()
     base = RNN("gru", H)

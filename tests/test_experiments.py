@@ -12,6 +12,7 @@ FIGURES = {"vanishing", "spectral-sweep", "clipping", "init", "adding", "copy", 
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_smoke_variant(name, tmp_path):
     module = registry.load(name)
     assert "smoke" in module.VARIANTS, f"experiment {name} has no smoke variant"

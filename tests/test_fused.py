@@ -32,6 +32,7 @@ def fused_cells():
     return out
 
 
+@pytest.mark.slow
 def test_narrow_inputs_are_projected_in_the_fused_loop(monkeypatch):
     """The engine hands fused.scan raw inputs ("x") when D is narrow, the projection otherwise."""
     seen = []
@@ -76,6 +77,7 @@ def setup(name, dtype=jnp.float32, seed=0):
 
 
 @pytest.mark.parametrize("name", fused_cells())
+@pytest.mark.slow
 def test_gates_reproduce_step(name):
     cell, params, xs, carry, _ = setup(name)
     xp = cell.apply(params, xs[:, 0], method="project")
@@ -130,6 +132,7 @@ OPTIONS = {
 
 @pytest.mark.parametrize("option", list(OPTIONS))
 @pytest.mark.parametrize("name", fused_cells())
+@pytest.mark.slow
 def test_fused_gradients_equal_autodiff_float32(name, option, monkeypatch):
     if option.startswith("hoisted"):
         monkeypatch.setattr(unroll_module, "IN_LOOP_MAX_D", {})
@@ -142,6 +145,7 @@ def test_fused_gradients_equal_autodiff_float32(name, option, monkeypatch):
 
 
 @pytest.mark.parametrize("name", fused_cells())
+@pytest.mark.slow
 def test_fused_gradients_equal_autodiff_float64(name):
     with jax.enable_x64(True):
         cell, params, xs, carry, key = setup(name, jnp.float64)
@@ -151,6 +155,7 @@ def test_fused_gradients_equal_autodiff_float64(name):
         assert_trees_close(got, ref, 1e-12)
 
 
+@pytest.mark.slow
 def test_rnn_layer_option_and_errors():
     """Bidirectional (reverse without lengths) and stacked, through the Linen layer."""
     x = jax.random.normal(jax.random.PRNGKey(0), (B, T, D))
@@ -171,6 +176,7 @@ def test_rnn_layer_option_and_errors():
 
 
 @pytest.mark.parametrize("backward", ["fused", "autodiff"])
+@pytest.mark.slow
 def test_chunked_remat_equals_plain_autodiff(backward):
     """remat="chunked" (sqrt(T) chunks, T=7 padded to 9) with every option, vs no remat."""
     cell, params, xs, carry, key = setup("lstm")

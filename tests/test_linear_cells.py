@@ -27,6 +27,7 @@ def _setup(name, **options):
 
 
 @pytest.mark.parametrize("name", LINEAR)
+@pytest.mark.slow
 def test_associative_matches_sequential_values_and_gradients(name):
     cell, params, xs, carry, eps = _setup(name)
     lengths = jnp.array([T, 4, 0])  # full, padded, empty
@@ -72,6 +73,7 @@ def test_associative_matches_sequential_values_and_gradients(name):
         assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.slow
 def test_rnn_layer_scan_option_and_auto_choice():
     x = jax.random.normal(jax.random.key(1), (2, 6, 3))
     outs = {}
@@ -100,6 +102,7 @@ def test_minlstm_normalized_gates_sum_to_one_and_mingru_g_is_positive():
     assert np.all((a > 0) & (a < 1)) and np.all(b > 0)
 
 
+@pytest.mark.slow
 def test_lru_ring_init_gamma_normalization_and_real_outputs():
     cell = make_cell("lru", 16, {"r_min": 0.9, "r_max": 0.99, "max_phase": 0.5})
     x = jnp.ones((2, 3))

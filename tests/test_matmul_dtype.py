@@ -36,6 +36,7 @@ def outputs_and_grads(model, params, x):
 
 
 @pytest.mark.parametrize("cell", DENSE)
+@pytest.mark.slow
 def test_bf16_matmuls_close_to_float32_on_both_backward_paths(cell):
     x = jax.random.normal(jax.random.key(0), (B, T, D))
     params = RNN(cell, H).init(jax.random.key(1), x)
@@ -87,6 +88,7 @@ def test_recurrent_matmul_accumulates_in_the_state_dtype():
     np.testing.assert_array_equal(cells.recurrent_matmul(h, w, None), h @ w)
 
 
+@pytest.mark.slow
 def test_a_model_trains_with_bf16_matmuls_from_the_config(tmp_path):
     config = tiny_config("model.cell_options.matmul_dtype=bfloat16", "model.backward=fused")
     summary = train.train_and_evaluate(config, tmp_path, dataset=tiny_text(config))

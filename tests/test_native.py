@@ -120,6 +120,7 @@ def test_the_engine_hands_a_cell_to_the_kernel_only_where_it_applies():
 
 
 @needs_kernel
+@pytest.mark.slow
 def test_kernel_is_built_and_used(monkeypatch):
     """On this machine the kernel must compile, and the engine must call it."""
     assert native.available()
@@ -135,6 +136,7 @@ def test_kernel_is_built_and_used(monkeypatch):
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("H", [32, 64, 96])
 @pytest.mark.parametrize("inputs", ["projected", "in_loop", "ids"])
+@pytest.mark.slow
 def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, name, H, inputs):
     """H=96 with 2 CPUs runs one thread (96 = 3 panels); 64 runs two: both splits are covered
     where the machine has 2+ CPUs (RNNLAB_NATIVE_THREADS sets it)."""
@@ -165,6 +167,7 @@ def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, name, H, inpu
 @needs_kernel
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("inputs", ["projected", "ids"])
+@pytest.mark.slow
 def test_the_probe_dl_dh_t_equals_the_autodiff_scan(monkeypatch, name, inputs):
     """A perturbation of the carry after every step (the dL/dh_t probes): the loss, dL/d eps
     for every t (LSTM: of c_t and of h_t) and the parameter gradients, against autodiff."""
@@ -190,6 +193,7 @@ def test_the_probe_dl_dh_t_equals_the_autodiff_scan(monkeypatch, name, inputs):
 @needs_kernel
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("threads", ["1", "2", "4"])
+@pytest.mark.slow
 def test_thread_counts_agree(monkeypatch, name, threads):
     """The work split over threads (units 0..H/n per thread) gives the same values."""
     monkeypatch.setenv("RNNLAB_NATIVE_THREADS", threads)
@@ -201,6 +205,7 @@ def test_thread_counts_agree(monkeypatch, name, threads):
 
 @needs_kernel
 @pytest.mark.parametrize("name", CELLS)
+@pytest.mark.slow
 def test_vmap_over_seeds_and_saturated_gates(name):
     """Under vmap (the trainer's seeds) the call runs per seed; saturated gates stay finite."""
     cell, params, xs, carry, *_, w_out = setup(64, name=name)
@@ -234,6 +239,7 @@ def test_switched_off_runs_the_xla_scan(monkeypatch, name):
 
 @needs_kernel
 @pytest.mark.parametrize("name", CELLS)
+@pytest.mark.slow
 def test_chunked_remat_runs_the_kernel_in_each_chunk(monkeypatch, name):
     """remat="chunked" picks a chunk length dividing T (T=36: 6 chunks of 6), so no step is
     masked and each chunk runs the kernel; gradients equal the autodiff scan's."""
@@ -316,6 +322,7 @@ def test_nan_propagates_as_in_the_xla_scan(name):
 @needs_kernel
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.slow
 def test_masked_sequences_equal_the_autodiff_scan(monkeypatch, name, reverse):
     """seq_lengths (right-padded sequences, one of them empty, one full): the kernel runs every
     step and the engine masks after; outputs, final carry, perturbation gradients and parameter

@@ -86,6 +86,7 @@ def test_private_pattern_catches_private_imports():
 
 
 @pytest.mark.parametrize("name", build.NAMES)
+@pytest.mark.slow
 def test_runs_under_smoke_setting(name, monkeypatch, tmp_path):
     monkeypatch.setenv("RNNLAB_NOTEBOOK_SMOKE", "1")
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")

@@ -109,6 +109,7 @@ def test_state_norms_diagonal_linear(diag):
     np.testing.assert_allclose(norms, 3.0 * 0.9 ** np.arange(1, 10), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_spectral_linearization_and_matrices(diag):
     cell, params, _ = diag
     out = probes.cell_spectral(cell, params, input_size=3)
@@ -125,6 +126,7 @@ def test_spectral_linearization_and_matrices(diag):
     assert out["matrix:params/w_h[1]"]["norm"] == pytest.approx(1.0, rel=1e-4)  # orthogonal
 
 
+@pytest.mark.slow
 def test_lyapunov_tanh_map():
     """REFERENCE: autonomous tanh map, W ~ N(0, g^2/N): g = 0.5 gives ~log 0.5; g = 1.5 is
     chaotic (lambda_1 > 0). N = 100 here to keep the test small."""
@@ -157,6 +159,7 @@ def test_saturation_finds_gates_of_any_cell():
 
 
 @pytest.mark.parametrize("name", [n for n in cells.names() if not n.startswith("test_")])
+@pytest.mark.slow
 def test_every_probe_runs_on_every_cell(name):
     cell = make_cell(name, 4)
     xs = jax.random.normal(jax.random.key(0), (2, 6, 3))
@@ -175,6 +178,7 @@ def test_make_hook_rejects_unknown_probe():
         probes.make_hook(["grad_norm"])
 
 
+@pytest.mark.slow
 def test_make_hook_on_a_model_with_stacked_seeds():
     """The training hook: scalar summaries only, seed 0 of [S, ...] params (train.num_seeds)."""
     from rnnlab import data

@@ -32,6 +32,7 @@ class Tagger(nn.Module):
         return nn.Dense(1)(rnnlab.RNN("peephole", 8)(x).outputs)
 
 
+@pytest.mark.slow
 def test_example_cell_registers_passes_conformance_and_trains(peephole):
     assert "peephole" in rnnlab.cells.names() and rnnlab.cells.get("peephole") is peephole
     rnnlab.conformance.check_cell("peephole")

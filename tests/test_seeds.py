@@ -37,6 +37,7 @@ def dataset(config):
     return data.make("text", text=TEXT, seq_length=8, batch_size=4, val_fraction=0.2)
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_sequential_seeds(tmp_path):
     config = tiny_config("train.num_seeds=3", "seed=10")
     summary = train.train_and_evaluate(config, tmp_path / "vmap", dataset=dataset(config))

@@ -61,6 +61,7 @@ def _tiny(attention, vocab=6, **kw):
 
 
 @pytest.mark.parametrize("attention", [False, True])
+@pytest.mark.slow
 def test_beam_search_is_exact_with_enough_beams_and_greedy_with_one(attention):
     model, variables, src, lengths, _ = _tiny(attention)
     T, V = 3, 6
@@ -86,6 +87,7 @@ def test_beam_search_is_exact_with_enough_beams_and_greedy_with_one(attention):
     np.testing.assert_array_equal(best, cand[jnp.argmax(totals, -1)])
 
 
+@pytest.mark.slow
 def test_attention_ignores_padding_and_bidirectional_bridge_runs():
     model, variables, src, lengths, tgt = _tiny(True, bidirectional=True)
     apply = _jit(model)
@@ -98,6 +100,7 @@ def test_attention_ignores_padding_and_bidirectional_bridge_runs():
     assert carry is None and np.isfinite(loss) and 0 <= aux["exact_match"] <= 1
 
 
+@pytest.mark.slow
 def test_conditional_generation_shapes_and_pad_after_eos():
     model = Conditional(vocab_size=7, num_classes=3, cell="lstm", hidden_size=8, embed_dim=4)
     tgt = jnp.array([[3, 4, EOS], [5, EOS, PAD]], jnp.int32)

@@ -124,6 +124,7 @@ def start(script_text, tmp_path, name, workdir, **env):
     )
 
 
+@pytest.mark.slow
 def test_sharded_runs_match_one_device(tmp_path):
     """4 forced host devices in one process, and 2 processes joined by jax.distributed (Gloo
     collectives on CPU), both train like this 1-device process within float tolerance."""

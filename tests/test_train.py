@@ -106,6 +106,7 @@ def test_unwritable_workdir(tmp_path):
         train.train_and_evaluate(config, blocker / "run", dataset=tiny_text(config))
 
 
+@pytest.mark.slow
 def test_one_step_changes_every_parameter():
     config = tiny_config("model.num_layers=2", "model.initial_carry=learned")
     ds = tiny_text(config)
@@ -153,6 +154,7 @@ class Regression:
         return {"name": "regression"}
 
 
+@pytest.mark.slow
 def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
     config = tiny_config("train.checkpoint_every=5", "train.log_every=5")
     with pytest.raises(train.NonFiniteError) as info:
@@ -164,6 +166,7 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
     assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(r.params))
 
 
+@pytest.mark.slow
 def test_model_losses():
     """xent with masks, seq_lengths and per-sequence targets; mse; the aux the trainer logs."""
     lm = models.SequenceModel(out_features=3, hidden_size=4, vocab_size=5, embed_dim=3)
