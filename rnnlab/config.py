@@ -91,6 +91,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.progress = True  # tqdm progress bar
     c.train.tensorboard = False  # TensorBoard event files (needs tensorboardX)
     c.train.probe_every = 0  # steps between probe hooks (0: at every eval)
+    # divergence guard (rnnlab.train): stop when the logged train loss of a seed stays above
+    # divergence_factor x its best so far for divergence_patience steps (factor 0: off)
+    c.train.divergence_factor = 10.0
+    c.train.divergence_patience = 500
 
     c.lock()
     for path in OPEN_DICTS:

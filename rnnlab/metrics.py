@@ -1,5 +1,5 @@
-"""What a run writes besides checkpoints: JSON files, ``metrics.jsonl``, log lines, TensorBoard;
-and the workdir check before a run starts (:func:`prepare_workdir`).
+"""What a run writes besides checkpoints: JSON files, ``metrics.jsonl``, log lines, TensorBoard
+(the workdir checks before a run starts are in :mod:`rnnlab.workdir`).
 
 ``metrics.jsonl`` holds one JSON object per line, ``{"step": n, "kind": "train"|"eval", ...}``;
 ``step`` counts completed optimizer updates (a record at step n describes the n-th update, or
@@ -33,9 +33,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+class CorruptFileError(ValueError):
+    """A workdir file that does not parse (the message names it and says what to do)."""
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """The JSON in ``path``; a file that does not parse raises :class:`CorruptFileError`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptFileError(
+            f"{str(path)!r} is corrupt: not valid JSON ({err}). It records the run: restore it "
+            "from a backup, or move the whole workdir away to start afresh"
+        ) from None
 
 
 def read_metrics(workdir: str | os.PathLike, kind: str | None = None) -> list[dict]:
@@ -43,14 +54,23 @@ def read_metrics(workdir: str | os.PathLike, kind: str | None = None) -> list[di
     path = pathlib.Path(workdir) / "metrics.jsonl"
     if not path.exists():
         return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as err:
+        raise CorruptFileError(
+            f"{str(path)!r} is corrupt: not UTF-8 text ({err}); move the file away to start the "
+            "run's log afresh"
+        ) from None
     records = []
     for i, line in enumerate(lines):
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as err:
             if i < len(lines) - 1:
-                raise
+                raise CorruptFileError(
+                    f"{str(path)!r} is corrupt: line {i + 1} is not valid JSON ({err}). Delete "
+                    "that line, or move the file away to start the run's log afresh"
+                ) from None
             # the last line of a run killed while writing it: drop the torn record
     return [r for r in records if kind is None or r.get("kind") == kind]
 
@@ -70,32 +90,6 @@ def differences(old: dict, new: dict, ignore=()) -> list[str]:
     a, b = _flatten(old), _flatten(new)
     keys = sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
     return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in keys]
-
-
-def prepare_workdir(workdir, expected: dict[str, tuple[dict, Any]]) -> pathlib.Path:
-    """Create/check ``workdir`` before any work; refuse a workdir that belongs to another run.
-
-    ``expected``: file name -> (this run's JSON content, keys allowed to differ). Raises
-    ValueError when the folder cannot be written, or when a file exists with other content
-    (listing the differing keys). Nothing in the workdir is touched in either case.
-    """
-    path = pathlib.Path(workdir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"workdir {str(path)!r} is not writable: {err}") from None
-    for name, (new, ignore) in expected.items():
-        if (path / name).exists():
-            diff = differences(read_json(path / name), new, ignore)
-            if diff:
-                raise ValueError(
-                    f"workdir {str(path)!r} holds a run with a different {name}; refusing to "
-                    f"resume or overwrite it. Differing keys:\n  " + "\n  ".join(diff)
-                )
-    return path
 
 
 def scalars(values: dict[str, Any]) -> dict[str, Any]:
@@ -149,9 +143,13 @@ class Writer:
         keep = [r for r in read_metrics(self.workdir) if r.get("step", 0) <= step]
         body = "".join(json.dumps(r) + "\n" for r in keep)
         fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".metrics.")
-        with os.fdopen(fd, "w") as f:
-            f.write(body)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(body)
+            os.replace(tmp, path)
+        except BaseException:  # disk full: leave no temporary file behind
+            pathlib.Path(tmp).unlink(missing_ok=True)
+            raise
 
     def write(self, step: int, kind: str, values: dict[str, Any]) -> dict[str, Any]:
         record = {"step": int(step), "kind": kind, **scalars(values)}

@@ -11,7 +11,16 @@ checkpointed with params and optimizer state, so a run killed at any moment and 
 with the same command ends with bitwise the same params as an uninterrupted one.
 
 Workdir: ``config.json``, ``data.json`` (dataset metadata + ``model_spec``), ``metrics.jsonl``
-(:mod:`rnnlab.metrics`), ``checkpoints/`` (:mod:`rnnlab.checkpoint`).
+(:mod:`rnnlab.metrics`), ``checkpoints/`` (:mod:`rnnlab.checkpoint`), ``.lock`` (held for the
+whole run, :mod:`rnnlab.workdir`: a second run on the workdir is refused).
+
+Stops: SIGTERM/SIGINT end training at the next step boundary with a checkpoint of that step
+(the measurements not yet logged are kept in it, so the resumed run's ``metrics.jsonl`` equals an
+uninterrupted one's) and raise :class:`Preempted`; a second signal stops at once. A NaN/Inf loss
+or gradient norm raises :class:`NonFiniteError`; a train loss that stays above
+``train.divergence_factor`` times its best for ``train.divergence_patience`` steps raises
+:class:`DivergenceError`. Both name the last good checkpoint: the newest whose state is finite
+and whose loss was within that threshold when it was saved.
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ import inspect
 import json
 import os
 import pathlib
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +48,7 @@ from rnnlab import checkpoint, models, optim
 from rnnlab import config as config_lib
 from rnnlab import data as data_lib
 from rnnlab import metrics as metrics_lib
+from rnnlab import workdir as workdir_lib
 from rnnlab.devices import data_mesh, initialize_distributed, shard_batch
 from rnnlab.steps import jitted_steps, make_steps, optax_norm  # noqa: F401 (public here too)
 
@@ -51,13 +64,117 @@ RUN_CONTROL_KEYS = {
     "train.tensorboard",
     "train.probe_every",
     "data.eval_batches",
+    "train.divergence_factor",  # a run the guard stopped may be resumed with another threshold
+    "train.divergence_patience",
 }
 
 Hook = Callable[[int, Any, Any, Any], dict]
 
 
 class NonFiniteError(RuntimeError):
-    """The loss or the gradient norm became NaN/Inf; the message names the step."""
+    """The loss or the gradient norm became NaN/Inf; the message names the step and the last
+    good checkpoint."""
+
+
+class DivergenceError(NonFiniteError):
+    """The train loss stayed above ``train.divergence_factor`` x its best for
+    ``train.divergence_patience`` steps. A :class:`NonFiniteError`, so that code catching a run
+    gone bad (e.g. the clipping experiment) catches both."""
+
+
+class Preempted(Exception):
+    """SIGTERM or SIGINT stopped training (see :func:`train_and_evaluate`).
+
+    ``signum``: the signal; ``step``: the step saved (``None`` after a second signal, which
+    stops at once without saving); ``exit_code``: ``128 + signum`` (143 for SIGTERM, 130 for
+    SIGINT), the status ``rnnlab run`` exits with. The message is one line saying how to resume.
+    """
+
+    def __init__(self, message: str, signum: int, step: int | None):
+        super().__init__(message)
+        self.signum, self.step, self.exit_code = signum, step, 128 + signum
+
+
+class _StopSignals:
+    """While active: SIGTERM/SIGINT set ``received`` (read by the loop at each step boundary);
+    a second one stops at once (SIGINT: ``KeyboardInterrupt``, SIGTERM: :class:`Preempted`).
+    The previous handlers are put back on exit. Outside the main thread Python cannot install
+    handlers: nothing is changed there."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is None:
+            self.received = signum
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Preempted(
+            f"second {signal.Signals(signum).name}: stopped at once without saving; run the same "
+            "command again to resume from the last checkpoint",
+            signum,
+            None,
+        )
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            if handler is not None:  # None: a handler installed from C, cannot be restored
+                signal.signal(s, handler)
+
+
+class _DivergenceGuard:
+    """Per seed: the best logged train loss so far, and since when the loss has been above
+    ``factor`` x that best. :meth:`update` at every train record; ``factor <= 0``: off.
+
+    A record at step ``s`` with loss ``l`` (per seed ``[S]``) is *within* the threshold when
+    ``l <= factor * best`` (``best``: the lowest loss of the earlier records); the run has
+    diverged when a seed has been outside it from a record at step ``s0`` to one at
+    ``s >= s0 + patience``.
+    """
+
+    def __init__(self, factor: float, patience: int):
+        self.factor, self.patience = float(factor), int(patience)
+        self.best = self.since = self.last = None
+        self.within = True
+
+    def update(self, step: int, loss) -> str | None:
+        """Take one record; return a message when the run has diverged, else ``None``."""
+        loss = np.atleast_1d(np.asarray(loss, np.float64))
+        self.last = loss
+        if self.factor <= 0:
+            return None
+        if self.best is None:
+            self.best, self.since = loss.copy(), np.full(loss.shape, -1)
+            return None
+        above = loss > self.factor * self.best
+        self.within = not bool(above.any())
+        self.since = np.where(above, np.where(self.since < 0, step, self.since), -1)
+        self.best = np.minimum(self.best, loss)
+        gone = above & (step - self.since >= self.patience)
+        if not gone.any():
+            return None
+        i = int(np.argmax(gone))
+        seed = f" of seed {i}" if loss.size > 1 else ""
+        return (
+            f"train loss{seed} {loss[i]:.4g} at step {step} has stayed above "
+            f"train.divergence_factor={self.factor:g} x its best ({self.best[i]:.4g}) since "
+            f"step {self.since[i]} (train.divergence_patience={self.patience}); training stopped"
+        )
+
+    def replay(self, records) -> None:
+        """Rebuild the state from the train records of the run so far (a resumed run)."""
+        for r in records:
+            self.update(r["step"], r.get("loss_per_seed", r["loss"]))
 
 
 # ------------------------------------------------------------------------------- the data
@@ -129,10 +246,17 @@ def train_and_evaluate(
     Raises:
       ValueError: bad config values, an unwritable or foreign workdir, a batch size not
         divisible by the device count -- all before training starts.
-      NonFiniteError: the loss or gradient norm became NaN/Inf (the message names the step);
-        the checkpoints written before stay intact.
+      rnnlab.workdir.WorkdirBusyError: another live run holds the workdir (a ValueError).
+      NonFiniteError: the loss or gradient norm became NaN/Inf (the message names the step and
+        the last good checkpoint); the checkpoints written before stay intact.
+      DivergenceError: the loss stayed far above its best (``train.divergence_*``).
+      Preempted: SIGTERM/SIGINT; the step it stopped at is checkpointed (unless a second
+        signal came), and the same call again resumes from it.
+      rnnlab.checkpoint.DiskFullError: no space left while writing (the message names the
+        step, the workdir and the previous intact checkpoint).
     """
     t_start = time.time()
+    config_lib.validate(config)
     config = copy.deepcopy(config)
     tc = config.train
     for key in ("num_steps", "eval_every", "log_every", "num_seeds", "keep_checkpoints"):
@@ -148,18 +272,47 @@ def train_and_evaluate(
     spec = dict(dataset.model_spec)
     model = models.build(config.model, spec)
     optim.make(config.optim, tc.num_steps)  # bad optimizer settings fail here, before any work
-    stream = dataset.kind == "stream"
     first, _ = dataset.train_batch(0)
-    B, T = np.shape(first["inputs"])[:2]
-    mesh = data_mesh(B)
-    path = metrics_lib.prepare_workdir(
-        workdir,
-        {
-            "config.json": (json_roundtrip(config.to_dict()), RUN_CONTROL_KEYS),
-            "data.json": (json_roundtrip({**dataset.metadata(), "model_spec": spec}), ()),
-        },
+    mesh = data_mesh(np.shape(first["inputs"])[0])
+    config_json = json_roundtrip(config.to_dict())
+    data_json = json_roundtrip({**dataset.metadata(), "model_spec": spec})
+    path = workdir_lib.prepare_workdir(
+        workdir, {"config.json": (config_json, RUN_CONTROL_KEYS), "data.json": (data_json, ())}
     )
+    # one writer per workdir: only the writing process of a multi-host run takes the lock
+    lock = workdir_lib.WorkdirLock(path).acquire() if active else None
+    try:
+        with _StopSignals() as stop:
+            files = {"config.json": config_json, "data.json": data_json}
+            summary, start = _train(config, model, dataset, mesh, path, hooks, stop, files, first)
+            if stop.received is not None:  # came during the last eval or save: all is saved
+                raise Preempted(
+                    f"stopped by {signal.Signals(stop.received).name} after the run finished "
+                    f"(step {summary['step']}, saved in {path / 'checkpoints'})",
+                    stop.received,
+                    summary["step"],
+                )
+    except OSError as err:
+        if not checkpoint.is_disk_full(err):
+            raise
+        raise checkpoint.DiskFullError(
+            f"no space left on the device in workdir {path} ({err}); free space and rerun the "
+            "same command to resume from the last checkpoint"
+        ) from None
+    finally:
+        if lock is not None:
+            lock.release()
+    summary.update(time_s=time.time() - t_start, resumed_from=start or None)
+    return summary
 
+
+def _train(config, model, dataset, mesh, path, hooks, stop, files, first):
+    """Restore or initialize the state, write ``files`` (name -> JSON), run the loop; return
+    ``(summary, start step)``."""
+    tc = config.train
+    active = jax.process_index() == 0
+    stream = dataset.kind == "stream"
+    B, T = np.shape(first["inputs"])[:2]
     S = tc.num_seeds
     keys = jnp.stack([jax.random.PRNGKey(config.seed + s) for s in range(S)])  # [S, 2]
     init, train_step, eval_step = jitted_steps(model, config.optim, tc.num_steps, stream, S)
@@ -177,28 +330,47 @@ def train_and_evaluate(
     )  # fmt: skip
     ckpt = checkpoint.Checkpoints(path / "checkpoints", keep=tc.keep_checkpoints, log=writer.log)
     try:
-        quarantine = lambda s, err: ckpt.quarantine(s) if active else None
-        start, state = ckpt.restore(abstract, on_corrupt=quarantine)
+        start, state = ckpt.restore(abstract)
+        pending = []
         if state is None:
             start, state = 0, jax.device_put(init(keys, sample), replicated)
         else:
             writer.log(f"resumed from the checkpoint at step {start} in {path / 'checkpoints'}")
+            pending = _pending_from_json((ckpt.info(start) or {}).get("pending", []))
         writer.truncate_after(start)
-        if active:
-            metrics_lib.write_json(path / "config.json", json_roundtrip(config.to_dict()))
-            metrics_lib.write_json(path / "data.json", {**dataset.metadata(), "model_spec": spec})
+        if active:  # written before training: a run stopped early still records what it is
+            for name, content in files.items():
+                metrics_lib.write_json(path / name, content)
         loop = _Loop(config, model, dataset, mesh, writer, ckpt, hooks, stream, B * T * S)
-        loop.jit_step, loop.jit_eval = train_step, eval_step
-        summary = loop.run(state, start, keys)
+        loop.jit_step, loop.jit_eval, loop.stop = train_step, eval_step, stop
+        loop.guard.replay(metrics_lib.read_metrics(path, "train"))
+        summary = loop.run(state, start, keys, pending)
     finally:
         writer.close()
         ckpt.close()
-    summary.update(time_s=time.time() - t_start, resumed_from=start or None)
-    return summary
+    return summary, start
 
 
 def json_roundtrip(obj):
     return json.loads(json.dumps(obj))
+
+
+def _pending_to_json(host: list[tuple[int, dict]]) -> list[dict]:
+    """Measurements not yet logged -> JSON that restores them exactly (a float32 is exact as a
+    Python float)."""
+
+    def array(v):
+        a = np.asarray(v)
+        return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.reshape(-1).tolist()}
+
+    return [{"step": int(s), "values": {k: array(v) for k, v in m.items()}} for s, m in host]
+
+
+def _pending_from_json(items: list[dict]) -> list[tuple[int, dict]]:
+    def array(v):
+        return np.asarray(v["data"], np.dtype(v["dtype"])).reshape(v["shape"])
+
+    return [(it["step"], {k: array(v) for k, v in it["values"].items()}) for it in items]
 
 
 class _Loop:
@@ -209,20 +381,38 @@ class _Loop:
         self.writer, self.ckpt, self.hooks, self.stream = writer, ckpt, hooks, stream
         self.tokens_per_step = tokens
         self.lm = model_is_token_lm(dataset.model_spec)
+        tc = config.train
+        self.guard = _DivergenceGuard(tc.divergence_factor, tc.divergence_patience)
+        self.stop = None  # the _StopSignals of the call
 
-    def flush(self, pending, t0) -> dict:
-        """Fetch the pending measurements; stop on NaN/Inf; write one train record."""
+    def last_good(self) -> str:
+        """The newest checkpoint whose state is finite and whose loss was within the divergence
+        threshold when saved (as text for an error message)."""
+        for s in reversed(self.ckpt.steps()):
+            try:
+                info = self.ckpt.info(s) or {}
+            except Exception:  # an unreadable record is not a good checkpoint
+                continue
+            if info.get("finite") and info.get("within_divergence_threshold"):
+                return f"step {s} in {self.ckpt.directory}"
+        return "none"
+
+    def check(self, pending) -> list[tuple[int, dict]]:
+        """Fetch the pending measurements to the host; stop on NaN/Inf."""
         host = jax.device_get([m for _, m in pending])
         for (step, _), m in zip(pending, host):
             for name in ("loss", "grad_norm"):
                 v = np.asarray(m[name])
                 if not np.all(np.isfinite(v)):
-                    good = self.ckpt.latest_step()
                     raise NonFiniteError(
                         f"non-finite {name} ({v.tolist()}) at step {step}; training stopped. "
-                        f"Last good checkpoint: "
-                        + (f"step {good} in {self.ckpt.directory}" if good else "none")
+                        f"Last good checkpoint: {self.last_good()}"
                     )
+        return [(step, m) for (step, _), m in zip(pending, host)]
+
+    def flush(self, pending, t0) -> dict:
+        """Check the pending measurements; write one train record; stop on divergence."""
+        host = [m for _, m in self.check(pending)]
         dt = max(time.time() - t0, 1e-9)
         values = {k: np.mean([m[k] for m in host], axis=0) for k in host[0] if k != "lr"}
         values["lr"] = host[-1]["lr"]
@@ -238,7 +428,20 @@ class _Loop:
         self.writer.progress(
             step, loss=f"{record['loss']:.4f}", tok_s=f"{values['tokens_per_s']:,.0f}"
         )
+        diverged = self.guard.update(step, record.get("loss_per_seed", record["loss"]))
+        if diverged:
+            raise DivergenceError(f"{diverged}. Last good checkpoint: {self.last_good()}")
         return record
+
+    def save(self, step, state, val_loss=None, pending=()) -> None:
+        """A checkpoint, with what the trainer knows of the step (see :meth:`last_good`)."""
+        last = self.guard.last
+        info = {
+            "train_loss": None if last is None else last.tolist(),
+            "within_divergence_threshold": self.guard.within,
+            "pending": _pending_to_json(pending),
+        }
+        self.ckpt.save(step, state, val_loss=val_loss, info=info)
 
     def evaluate(self, state) -> dict:
         """Mean of the model's aux over ``dataset.eval_batches()``, carry carried (streams)."""
@@ -257,12 +460,35 @@ class _Loop:
             out["val_bpc"] = out["val_loss"] / np.log(2.0)  # bits per token
         return out
 
-    def run(self, state, start: int, keys) -> dict:
+    def stopped(self) -> int | None:
+        """The signal that asked to stop (the same answer on every process), else ``None``."""
+        got = self.stop.received if self.stop is not None else None
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            got = int(multihost_utils.broadcast_one_to_all(np.int32(got or 0))) or None
+        return got
+
+    def preempt(self, signum, state, step, start, pending):
+        """Save the step we stopped at (with its unlogged measurements) and raise."""
+        name = signal.Signals(signum).name
+        where = self.ckpt.directory
+        if step > start:
+            self.save(step, state, pending=self.check(pending))
+            msg = f"stopped by {name} at step {step}/{self.config.train.num_steps}: saved in"
+        else:
+            msg = f"stopped by {name} before any new step (at step {step}); checkpoints in"
+        raise Preempted(f"{msg} {where}; run the same command again to resume", signum, step)
+
+    def run(self, state, start: int, keys, pending=()) -> dict:
         tc = self.config.train
         t_start = t0 = time.time()
-        pending, train, evals, stopped_early = [], {}, {}, False
+        pending, train, evals, stopped_early = list(pending), {}, {}, False
         step = start
         while step < tc.num_steps:
+            signum = self.stopped()  # the step boundary: a signal stops here, saved
+            if signum is not None:
+                self.preempt(signum, state, step, start, pending)
             batch, reset = self.dataset.train_batch(step)
             batch = shard_batch(batch, self.mesh)
             state, m = self.jit_step(state, batch, jnp.asarray(bool(reset)), keys)
@@ -291,8 +517,7 @@ class _Loop:
                     probes.update(hook(step, state["params"], self.model, self.dataset) or {})
                 self.writer.write(step, "probe", probes)
             if do_ckpt:
-                val = evals.get("val_loss") if do_eval else None
-                self.ckpt.save(step, state, val_loss=val)
+                self.save(step, state, evals.get("val_loss") if do_eval else None)
             if flushed:  # tokens/s counts training time only, not evals and saves
                 t0 = time.time()
             if out_of_time and step < tc.num_steps:
@@ -354,11 +579,19 @@ def load_run(workdir, *, which: str = "best", seed_index: int = 0) -> Run:
     for name in ("config.json", "data.json", "checkpoints"):
         if not (path / name).exists():
             raise FileNotFoundError(f"{str(path)!r} is not an rnnlab workdir: no {name}")
-    config = ml_collections.ConfigDict(metrics_lib.read_json(path / "config.json"))
-    metadata = metrics_lib.read_json(path / "data.json")
+    raw = {name: metrics_lib.read_json(path / name) for name in ("config.json", "data.json")}
+    for name, key in (("config.json", "model"), ("data.json", "model_spec")):
+        if not isinstance(raw[name], dict) or key not in raw[name]:
+            raise metrics_lib.CorruptFileError(
+                f"{str(path / name)!r} is corrupt: it holds no {key!r} entry. It records the "
+                "run: restore it from a backup, or move the whole workdir away to start afresh"
+            )
+    config = ml_collections.ConfigDict(raw["config.json"])
+    metadata = raw["data.json"]
     spec = metadata.pop("model_spec")
     model = models.build(config.model, spec)
-    ckpt = checkpoint.Checkpoints(path / "checkpoints", read_only=True)
+    say = lambda line: print(line, file=sys.stderr)  # stdout may carry the sample's text
+    ckpt = checkpoint.Checkpoints(path / "checkpoints", read_only=True, log=say)
     try:
         step, state = None, None
         best = ckpt.best_step() if which == "best" else None
@@ -366,7 +599,9 @@ def load_run(workdir, *, which: str = "best", seed_index: int = 0) -> Run:
             try:
                 step, state = ckpt.restore(step=best)
             except Exception as err:
-                print(f"best checkpoint (step {best}) does not restore ({type(err).__name__})")
+                say(f"best checkpoint (step {best}) does not restore ({type(err).__name__}: "
+                    f"{str(err)[:300]}); using the newest one that does")  # fmt: skip
+                ckpt.skipped.add(best)
         if state is None:
             which = "latest"
             step, state = ckpt.restore()
