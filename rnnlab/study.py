@@ -56,36 +56,50 @@ class _Solved(Exception):
 def train_until(config, workdir, overrides=(), *, solve_mse: float | None = None) -> dict:
     """:func:`subrun`, stopped at the first evaluation whose eval MSE is below ``solve_mse``.
 
-    The check is a training hook (it runs at every ``train.eval_every``), which ends the run by
-    raising; the result then has ``solved_step`` and ``val_loss`` (the MSE it saw). Without
-    ``solve_mse`` this is :func:`subrun`. Single-seed runs only (``train.num_seeds = 1``).
+    The eval MSE is the model's own loss through the trainer's public contract,
+    ``model.apply({"params": p}, batch, None, method="loss")[0]``, averaged over
+    ``dataset.eval_batches()``; so the task must train with ``loss="mse"``. The check is a
+    training hook (it runs at every ``train.eval_every``), which ends the run by raising; the
+    result then has ``solved_step`` and ``val_loss`` (the MSE it saw). Without ``solve_mse``
+    this is :func:`subrun`. Single-seed runs only (``train.num_seeds = 1``).
+
+    Raises:
+      ValueError: ``train.num_seeds > 1``, or a task whose loss is not ``"mse"`` (both before
+        any training).
     """
     if solve_mse is None:
         return subrun(config, workdir, overrides)
     import jax
-    import jax.numpy as jnp
 
-    from rnnlab.probes._carry import wrap
+    from rnnlab import data, train
 
+    cfg = apply(copy.deepcopy(config), list(overrides))
+    if cfg.train.num_seeds != 1:
+        raise ValueError(
+            f"train_until stops one run: train.num_seeds must be 1, got {cfg.train.num_seeds}"
+        )
+    dataset = data.make(cfg.data.name, **train.data_kwargs(cfg))
+    loss = dataset.model_spec.get("loss")
+    if loss != "mse":
+        raise ValueError(
+            f"train_until(solve_mse=...) needs a task trained with loss 'mse'; "
+            f"data.name={cfg.data.name!r} trains with {loss!r}"
+        )
     compiled = {}
 
     def check(step, params, model, dataset):
-        if "mse" not in compiled:  # one compile per run, not op-by-op dispatch at every eval
-            compiled["mse"] = jax.jit(
-                lambda p, x, y: jnp.mean(jnp.square(model.apply(wrap(p), x)[0] - y))
+        if "loss" not in compiled:  # one compile per run, not op-by-op dispatch at every eval
+            compiled["loss"] = jax.jit(
+                lambda p, b: model.apply({"params": p}, b, None, method="loss")[0]
             )
-        errs = [
-            float(compiled["mse"](params, jnp.asarray(b["inputs"]), jnp.asarray(b["targets"])))
-            for b in dataset.eval_batches()
-        ]
-        mse = float(np.mean(errs))
+        mse = float(np.mean([compiled["loss"](params, b) for b in dataset.eval_batches()]))
         if mse < solve_mse:
             raise _Solved(step, mse)
         return {}
 
     t0 = time.time()
     try:
-        result = subrun(config, workdir, overrides, hooks=[check])
+        result = subrun(cfg, workdir, hooks=[check], dataset=dataset)
         result["solved_step"] = None
     except _Solved as done:
         result = {"solved_step": done.step, "step": done.step, "val_loss": done.mse}

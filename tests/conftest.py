@@ -23,6 +23,9 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 SLOW_S = 1.5  # seconds per test on 2 cores above which a test carries @pytest.mark.slow
+# The fast loop's one end-to-end run (train, eval, hooks, checkpoints, load_run, a refused
+# workdir): kept in the fast loop on purpose, though it takes a few seconds.
+END_TO_END = {"tests/test_train.py::test_train_end_to_end"}
 
 
 def pytest_addoption(parser):
@@ -56,7 +59,7 @@ class _SlowCheck:
         return time.perf_counter() - self.start
 
     def pytest_runtest_logreport(self, report):
-        if "slow" not in report.keywords:
+        if "slow" not in report.keywords and report.nodeid not in END_TO_END:
             self.unmarked[report.nodeid] = self.unmarked.get(report.nodeid, 0.0) + report.duration
 
     def pytest_sessionfinish(self, session, exitstatus):

@@ -71,6 +71,7 @@ def test_smoke_run_writes_samples_and_results(smoke_run, capsys):
     assert "last 0.1" in saved["split"] and saved["step"] == 12
 
 
+@pytest.mark.slow
 def test_same_command_resumes(smoke_run, capsys):
     char_rnn, workdir, _ = smoke_run
     again = char_rnn.run(char_rnn.get_config("smoke"), workdir)
@@ -80,6 +81,7 @@ def test_same_command_resumes(smoke_run, capsys):
     assert log.count('"kind": "train"') == 2  # steps 6 and 12, written once
 
 
+@pytest.mark.slow
 def test_sample_workdir_is_deterministic(smoke_run):
     _, workdir, _ = smoke_run
     run = train.load_run(workdir)
@@ -96,6 +98,7 @@ def test_sample_workdir_is_deterministic(smoke_run):
         sample.sample_workdir(workdir, prime="caf\u00e9 \u2603", length=5)
 
 
+@pytest.mark.slow
 def test_viz_workdir_on_the_heldout_text(smoke_run):
     _, workdir, _ = smoke_run
     out = viz.render_workdir(workdir, num_chars=300)
@@ -106,6 +109,7 @@ def test_viz_workdir_on_the_heldout_text(smoke_run):
     assert ranking["in_comment"] and ranking["bracket_depth"]  # Python source has both
 
 
+@pytest.mark.slow
 def test_cli_sample_viz_data(smoke_run, tmp_path, capsys, monkeypatch):
     _, workdir, _ = smoke_run
     assert (

@@ -32,7 +32,6 @@ def lm():
     return model, params
 
 
-@pytest.mark.slow
 def test_same_seed_same_text(lm):
     model, params = lm
     a = sample.generate(model, params, [1, 2], length=30, seed=3)

@@ -75,7 +75,6 @@ def tiny_lm():
     return model, params, vocab, text
 
 
-@pytest.mark.slow
 def test_lstm_activations_are_tanh_of_the_cell(tiny_lm):
     model, params, vocab, text = tiny_lm
     acts = viz.hidden_activations(model, params, vocab.encode(text[:50]))
