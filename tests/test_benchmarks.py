@@ -10,6 +10,10 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # every test runs a benchmark tool in a fresh subprocess (> 1.5 s)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
