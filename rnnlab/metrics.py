@@ -23,14 +23,46 @@ import numpy as np
 import tqdm
 
 
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON values: mapping keys as strings, tuples as lists, NumPy/JAX arrays
+    and scalars as (nested) lists and numbers, non-finite floats as the strings ``"nan"``,
+    ``"inf"``, ``"-inf"`` (strict JSON has no NaN), anything else unknown as ``str(obj)``."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (bool, int, str)) or obj is None:
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, np.generic) or hasattr(obj, "__array__"):  # NumPy and JAX values
+        return jsonable(np.asarray(obj).tolist())
+    return str(obj)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (temp file + rename): never half a file."""
+    """Write :func:`jsonable` ``(obj)`` as indented JSON with sorted keys, atomically: a temp file
+    in the same folder, flushed to disk, then renamed over ``path``, so a reader (or a run
+    killed mid-write) never sees half a file. Creates the parent folder if needed."""
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    # os.open, not mkstemp: the file gets the usual umask permissions, not mkstemp's 0600
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(jsonable(obj), f, indent=2, sort_keys=True, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class CorruptFileError(ValueError):
+    """A workdir file that does not parse (the message names it and says what to do)."""
 
 
 class CorruptFileError(ValueError):

@@ -36,6 +36,7 @@ import ml_collections
 import numpy as np
 
 from rnnlab import config as config_lib
+from rnnlab.metrics import write_json
 
 
 def experiments_dir() -> pathlib.Path:
@@ -154,26 +155,6 @@ def _keys(config, prefix="") -> list[str]:
 
 
 # ------------------------------------------------------------------------------ run / show
-
-
-def _json(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json(v) for v in obj]
-    if isinstance(obj, (np.generic, np.ndarray)):
-        return _json(obj.tolist())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
-def write_json(path, obj) -> None:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json(obj), indent=1) + "\n")
 
 
 def _run_point(module, config, workdir: pathlib.Path) -> dict:
