@@ -107,6 +107,7 @@ def test_bad_input_is_refused_with_what_was_expected():
     assert "words" in data_lib.names()
 
 
+@pytest.mark.slow
 def test_the_trainer_and_char_lm_model_run_on_words(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text(TEXT)
@@ -125,3 +126,38 @@ def test_the_trainer_and_char_lm_model_run_on_words(tmp_path):
     assert 0 < out["val_loss"] < 2 * math.log(V) and math.isfinite(out["val_loss"])
     bpc = words.bits_per_char(out["val_loss"], meta)
     assert bpc > words.bits_per_char(out["val_loss"], meta, spell_unknowns=False) > 0
+
+
+@pytest.mark.slow
+def test_char_vs_word_smoke_matches_parameters_and_reports_bits_per_char(tmp_path):
+    from rnnlab import registry
+
+    out = registry.run("char-vs-word:smoke", [], workdir=tmp_path)
+    c, w = out["char"], out["word"]
+    # matched: the char model's H was solved to the word model's count (within one unit)
+    assert abs(c["num_params"] - w["num_params"]) < 4 * (c["hidden_size"] + 70)
+    assert c["hidden_size"] != registry.load("char-vs-word").get_config("smoke").model.hidden_size
+    assert c["bits_per_char"] == pytest.approx(c["val_loss_nats_per_char"] / math.log(2))
+    assert w["bits_per_char"] > w["bits_per_char_unk_free"] > 0
+    assert w["bits_per_char"] - w["bits_per_char_unk_free"] == pytest.approx(
+        w["unk_spelling_bits_per_char"]
+    )
+    assert 0 < w["val_unk_rate"] < w["val_unk_char_rate"] < 1
+    assert "| char |" in out["table"] and "unknown tokens" in out["table"]
+    assert (tmp_path / "figures" / "char_vs_word.png").is_file()
+    assert json.loads((tmp_path / "word" / "data.json").read_text())["min_count"] == 20
+
+
+@pytest.mark.slow
+def test_char_vs_word_refuses_what_it_cannot_do(tmp_path):
+    from rnnlab import registry
+
+    with pytest.raises(ValueError, match="experiment.match must be 'char' or 'word', got 'both'"):
+        registry.run("char-vs-word:smoke", ["experiment.match=both"], workdir=tmp_path / "a")
+    # the word model's embedding + softmax alone outweigh a tiny char model: said, not looped
+    with pytest.raises(ValueError, match="no hidden size reaches .* raise experiment.min_count"):
+        registry.run(
+            "char-vs-word:smoke",
+            ["experiment.match=word", "model.hidden_size=4", "experiment.word_embed_dim=64"],
+            workdir=tmp_path / "b",
+        )
