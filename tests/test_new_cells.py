@@ -1,12 +1,14 @@
 """The selective cells rglru (Hawk's RG-LRU) and mamba (S6): their equations against plain numpy,
-their initializations, and that their decay depends on the input (selectivity)."""
+their initializations, and that their decay depends on the input (selectivity); and the
+selective copying task they are meant for."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnnlab import cells
+from rnnlab import cells, data, train
+from rnnlab import config as config_lib
 
 H, D, B, T = 4, 3, 2, 6
 
@@ -94,3 +96,36 @@ def test_decay_depends_on_the_input_only_for_selective_cells(name, selective):
     a = np.asarray(jnp.abs(jnp.broadcast_to(a, a.shape)))
     spread = np.abs(a[:, 1:] - a[:, :1]).max()  # how much the decay moves over time
     assert (spread > 1e-4) == selective
+
+
+def test_selective_copy_batches_and_baseline():
+    task = data.make("selective_copy", seq_length=12, batch_size=5, num_memorize=3, vocab=4)
+    batch, reset = task.train_batch(0)
+    x, y, m = batch["inputs"], batch["targets"], batch["mask"]
+    assert x.shape == y.shape == m.shape == (5, 15) and reset
+    for b in range(5):  # the answer is the data tokens in order of appearance
+        shown = x[b, :12][x[b, :12] > 0]
+        assert len(shown) == 3 and set(shown) <= {1, 2, 3, 4}
+        np.testing.assert_array_equal(y[b, 12:], shown)
+        np.testing.assert_array_equal(x[b, 12:], [5, 5, 5])
+    np.testing.assert_array_equal(m, np.repeat([[0.0] * 12 + [1.0] * 3], 5, axis=0))
+    np.testing.assert_array_equal(task.train_batch(0)[0]["inputs"], x)  # a function of the step
+    # uniform over the V symbols at the answer steps scores exactly the baseline ln V
+    logp = np.full((5, 15, 6), -np.inf)
+    logp[..., 1:5] = -np.log(4)
+    nll = -np.take_along_axis(logp, y[..., None], -1)[..., 0]
+    assert nll[m > 0].mean() == pytest.approx(task.metadata()["baseline"]["xent"])
+    with pytest.raises(ValueError, match="must be >= num_memorize"):
+        data.make("selective_copy", seq_length=2, num_memorize=3)
+
+
+def test_selective_copy_trains_mamba_in_blocks(tmp_path):
+    config = config_lib.apply_overrides(config_lib.get_config(), [
+        "data.name=selective_copy", "data.seq_length=8", "data.batch_size=4",
+        "data.options.num_memorize=2", "data.options.vocab=4", "model.architecture=block",
+        "model.cell=mamba", "model.hidden_size=8", "model.block_depth=1", "model.mlp_width=8",
+        "train.num_steps=3", "train.eval_every=3", "train.log_every=3",
+        "train.checkpoint_every=0", "train.progress=false",
+    ])  # fmt: skip
+    summary = train.train_and_evaluate(config, tmp_path)
+    assert np.isfinite(summary["val_loss"]) and 0.0 <= summary["val_accuracy"] <= 1.0

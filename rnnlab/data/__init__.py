@@ -58,6 +58,7 @@ REGISTRY = {
     "copy": "tasks:make_copy",
     "temporal_order": "tasks:make_temporal_order",
     "parity": "tasks:make_parity",
+    "selective_copy": "tasks:make_selective_copy",
     "strings": "strings:make_transduce",
     "class_strings": "strings:make_conditional",
     "digit_strips": "digits:make",  # captioning: sklearn's 8x8 digits side by side

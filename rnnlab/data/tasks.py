@@ -34,6 +34,12 @@ name                   task (baseline)
                        (5) at ``t1 ~ U[0.1T, 0.2T]``, ``t2 ~ U[0.5T, 0.6T]``. Class (4): XX, XY,
                        YX, YY. Baseline: ``ln 4`` nats, accuracy 1/4.
 ``parity``             Tokens ``[B, T]`` of bits; class = sum mod 2. Baseline ``ln 2``, 1/2.
+``selective_copy``     Gu & Dao 2023 (Mamba), Table 1. Tokens ``[B, T + K]``: ``K`` data tokens
+                       (ids ``1..V``) at random distinct positions of the first ``T`` steps,
+                       noise (0) elsewhere, then ``K`` recall markers (``V + 1``). Targets
+                       ``[B, T + K]``: the data tokens in order of appearance at the last ``K``
+                       steps (mask 1 there, 0 elsewhere). Memoryless baseline: ``ln V`` nats,
+                       accuracy ``1/V`` (paper: ``K = 16``, ``V = 16``, ``T = 4096``).
 =====================  ======================================================================
 """
 
@@ -202,7 +208,56 @@ class Parity(Task):
         return {"inputs": bits, "targets": (bits.sum(axis=1) % 2).astype(np.int32)}
 
 
-TASKS = {c.name: c for c in (Adding, AddingHochreiter, Copy, TemporalOrder, Parity)}
+class SelectiveCopy(Task):
+    """Selective copying (Gu & Dao 2023, Sec. 3.1 and Table 1): unlike ``copy``, the tokens to
+    remember sit at random positions, so a time-invariant recurrence (LRU, S4: a fixed
+    convolution kernel) cannot know where to look; an input-dependent (selective) one can
+    skip the noise. The answer steps carry the loss (``mask``); a model that ignores its input
+    can do no better than uniform over the ``V`` symbols: ``ln V`` nats, accuracy ``1/V``.
+    (One that remembers which symbols appeared but not their order does better; the baseline
+    is the memoryless one.) Options: ``num_memorize`` (K, default 16), ``vocab`` (V, default
+    16); ``seq_length`` (T >= K) is the span the K tokens are scattered over.
+    """
+
+    name, paper = "selective_copy", "Gu & Dao 2023 (Mamba), selective copying"
+    min_length = 1
+
+    def __init__(self, *, num_memorize: int = 16, vocab: int = 16, **kw):
+        super().__init__(**kw)
+        self.K, self.V = int(num_memorize), int(vocab)
+        if self.K < 1:
+            raise ValueError(f"selective_copy: num_memorize must be >= 1, got {num_memorize}")
+        if self.V < 2:
+            raise ValueError(f"selective_copy: vocab must be >= 2, got {vocab}")
+        if self.K > self.T:
+            raise ValueError(
+                f"selective_copy: seq_length (T={self.T}) must be >= num_memorize (K={self.K})"
+            )
+        V = self.V
+        self.model_spec = {"readout": "all", "loss": "xent", "out_features": V + 2,
+                           "vocab_size": V + 2}  # fmt: skip
+
+    def baseline(self):
+        return {"xent": float(np.log(self.V)), "accuracy": 1.0 / self.V,
+                "predictor": "uniform over the V symbols at the K answer steps",
+                "num_memorize": self.K, "vocab": self.V}  # fmt: skip
+
+    def _make(self, rng, B):
+        T, K, V = self.T, self.K, self.V
+        # K distinct positions per row, sorted: the order the tokens must be recalled in
+        pos = np.sort(np.argsort(rng.random((B, T)), axis=1)[:, :K], axis=1)
+        symbols = rng.integers(1, V + 1, (B, K))
+        inputs = np.zeros((B, T + K), np.int32)
+        np.put_along_axis(inputs, pos, symbols, axis=1)
+        inputs[:, T:] = V + 1  # the recall markers
+        targets = np.zeros((B, T + K), np.int32)
+        targets[:, T:] = symbols
+        mask = np.zeros((B, T + K), np.float32)
+        mask[:, T:] = 1.0
+        return {"inputs": inputs, "targets": targets, "mask": mask}
+
+
+TASKS = {c.name: c for c in (Adding, AddingHochreiter, Copy, TemporalOrder, Parity, SelectiveCopy)}
 
 
 def _factory(cls):
@@ -220,3 +275,11 @@ make_adding_hochreiter = _factory(AddingHochreiter)
 make_copy = _factory(Copy)
 make_temporal_order = _factory(TemporalOrder)
 make_parity = _factory(Parity)
+
+
+def make_selective_copy(*, seq_length: int = 64, batch_size: int = 32,
+                        eval_batches: int | None = None, seed: int = 0, num_memorize: int = 16,
+                        vocab: int = 16) -> Task:  # fmt: skip
+    """The ``selective_copy`` task (Gu & Dao 2023); see :class:`SelectiveCopy`."""
+    return SelectiveCopy(seq_length=seq_length, batch_size=batch_size, eval_batches=eval_batches,
+                         seed=seed, num_memorize=num_memorize, vocab=vocab)  # fmt: skip
