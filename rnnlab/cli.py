@@ -147,6 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"rnnlab {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training: no traceback
+        print(f"rnnlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        # rnnlab.train.Preempted (SIGTERM/SIGINT during training): its one line, 128 + signal;
+        # looked up only here, so that `rnnlab list` does not import JAX
+        preempted = getattr(sys.modules.get("rnnlab.train"), "Preempted", None)
+        if preempted is None or not isinstance(err, preempted):
+            raise
+        print(f"rnnlab {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     return 0
 
 

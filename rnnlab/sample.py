@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pathlib
 from collections.abc import Sequence
 
 import jax
@@ -219,23 +220,52 @@ def sample_workdir(
 def warmup_text(run, num_chars: int = 1000) -> str:
     """The last ``num_chars`` characters of the run's training text, from a line start.
 
-    ``""`` when ``num_chars`` is 0 or the corpus cannot be read again (moved file, offline, a
-    text given in memory), or when it no longer matches the run's data.json.
+    ``""`` when ``num_chars`` is 0 or the run trained on a text given in memory (there is no
+    file to read again). Otherwise the text is read by :func:`training_text`, which refuses a
+    corpus that is not the one the run trained on (ValueError; ``warmup_chars=0``, the CLI's
+    ``--warmup 0``, starts cold instead).
     """
-    if num_chars <= 0:
+    if num_chars <= 0 or run.metadata.get("source") == "text given in memory":
         return ""
-    from rnnlab.data import corpora
-
-    n_train, n_val = run.metadata.get("train_chars"), run.metadata.get("val_chars")
-    try:
-        corpus = corpora.load(run.config.data.path or None)
-    except (OSError, ValueError, KeyError, RuntimeError):
-        return ""
-    if n_train is None or len(corpus) != n_train + (n_val or 0):
-        return ""
+    corpus = training_text(run, hint="pass --warmup 0 (warmup_chars=0) for a cold start")
+    n_train = run.metadata["train_chars"]
     tail = corpus[max(n_train - num_chars, 0) : n_train]
     cut = tail.rfind("\n")
     return tail[: cut + 1] if cut >= 0 else tail
+
+
+def training_text(run, *, hint: str = "") -> str:
+    """The whole corpus the run trained on, read again from its ``data.path``, only if its
+    sha256 matches the ``text_sha256`` the run stored in ``data.json`` at training time.
+
+    Raises ValueError (ending with ``hint``, what the caller can do instead) when the run
+    recorded no hash, when the corpus cannot be read, or when it is another text (a changed
+    file, or a ``data.path`` pointing elsewhere than at training time).
+    """
+    from rnnlab.data import corpora
+
+    spec = run.config.data.path or None
+    name = spec or "the default corpus"
+    data_json = pathlib.Path(run.workdir) / "data.json"
+    recorded = run.metadata.get("text_sha256")
+    hint = f"; {hint}" if hint else ""
+    if not recorded:
+        raise ValueError(
+            f"{str(data_json)!r} records no sha256 of the training text (written before runs "
+            f"stored one, or not a text run), so {name!r} cannot be checked{hint}"
+        )
+    try:
+        corpus = corpora.load(spec)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ValueError(f"cannot read the training text {name!r} again ({err}){hint}") from None
+    got = corpora.text_sha256(corpus)
+    if got != recorded:
+        raise ValueError(
+            f"the training text {name!r} is not the text the run trained on: sha256 {got[:16]}.. "
+            f"differs from {recorded[:16]}.. recorded in {str(data_json)!r} (the file changed, or "
+            f"data.path points elsewhere){hint}"
+        )
+    return corpus
 
 
 def run_vocab(run):

@@ -96,6 +96,12 @@ def sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
+def text_sha256(text: str) -> str:
+    """sha256 of a corpus as :func:`load` returns it (UTF-8, "\n" newlines): what a run records
+    in its ``data.json`` (``text_sha256``) so that readers can check they read the same text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def fetch(name: str, *, url: str | None = None, timeout: float = 30.0) -> pathlib.Path:
     """Download corpus ``name`` once (checksum-verified, cached); return its local path.
 

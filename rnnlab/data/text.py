@@ -100,6 +100,9 @@ class TextDataset:
             )
         B, T = batch_size, seq_length
         self.vocab = Vocab.from_text(text)
+        from rnnlab.data.corpora import text_sha256
+
+        self.text_sha256 = text_sha256(text)  # data.json: readers check they read this text
         ids = self.vocab.encode(text)
         n_val = int(round(len(ids) * val_fraction))
         n_train = len(ids) - n_val
@@ -151,6 +154,7 @@ class TextDataset:
                 "the rest training"
             ),
             "source": self.source,
+            "text_sha256": self.text_sha256,
             "train_chars": self.n_train,
             "val_chars": self.n_val,
             "steps_per_epoch": self.steps_per_epoch,

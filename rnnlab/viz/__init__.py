@@ -38,18 +38,12 @@ ANALYSIS_CHARS = 20_000  # characters the finder correlates over (the page shows
 
 
 def heldout_text(run) -> str:
-    """The run's validation text: the tail of its corpus after ``train_chars`` characters."""
-    from rnnlab.data import corpora
+    """The run's validation text: the tail of its corpus after ``train_chars`` characters, read
+    only if it is the text the run trained on (:func:`rnnlab.sample.training_text`)."""
+    from rnnlab.sample import training_text
 
-    corpus = corpora.load(run.config.data.path or None)
-    n_train, n_val = run.metadata.get("train_chars"), run.metadata.get("val_chars")
-    if n_train is None or len(corpus) != n_train + (n_val or 0):
-        raise ValueError(
-            f"the corpus {run.config.data.path or 'default corpus'!r} has {len(corpus)} "
-            f"characters, but the run trained on {n_train} + {n_val}: it changed since "
-            "training; pass a text file (--text FILE)"
-        )
-    return corpus[n_train:]
+    corpus = training_text(run, hint="pass a text file to run over instead (--text FILE)")
+    return corpus[run.metadata["train_chars"] :]
 
 
 def render(
