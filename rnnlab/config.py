@@ -79,6 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.momentum = 0.9  # sgd momentum (0: plain sgd)
     c.optim.rmsprop_decay = 0.95  # rmsprop squared-gradient decay (char-rnn alpha 0.95)
     c.optim.eps = 1e-8  # adam/rmsprop/adagrad epsilon
+    c.optim.lr_groups = ()  # ((param-path regex, lr factor > 0), ...): own learning rates
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1000  # optimizer steps in total (a resumed run continues to this)

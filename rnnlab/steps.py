@@ -83,6 +83,7 @@ def make_steps(model, tx, schedule, *, stream: bool, num_seeds: int):
         (loss, (aux, new_carry)), grads = out
         updates, opt_state = tx.update(grads, opt_state, params)
         new_params = jax.tree.map(jnp.add, params, updates)
+        new_params = optim.constrain(model, new_params)  # cells' projections (IndRNN)
         param_norm = optax_norm(params)
         m = {k: v for k, v in aux.items() if k != "loss"}
         m.update(

@@ -5,6 +5,7 @@ selective copying task they are meant for."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from rnnlab import cells, data, train
@@ -50,6 +51,7 @@ def test_rglru_matches_the_paper_equations_and_its_init():
     assert a.min() >= 0.9 - 1e-6 and a.max() <= 0.999 + 1e-6
 
 
+@pytest.mark.slow
 def test_rglru_is_stable_when_a_rounds_to_one():
     """L = 30: sigmoid(L) is 1 in float32, yet log a_t stays finite and so does the gradient
     (softplus form, and the bounded derivative of sqrt(1 - a_t^2))."""
@@ -66,6 +68,7 @@ def test_rglru_is_stable_when_a_rounds_to_one():
         cells.get("rglru")(hidden_size=H, r_min=0.99, r_max=0.9)
 
 
+@pytest.mark.slow
 def test_mamba_matches_the_reference_selective_scan_and_its_init():
     cell, v, x = make("mamba", state_size=5)
     p = jax.tree.map(np.asarray, v["params"])
@@ -119,6 +122,7 @@ def test_selective_copy_batches_and_baseline():
         data.make("selective_copy", seq_length=2, num_memorize=3)
 
 
+@pytest.mark.slow
 def test_selective_copy_trains_mamba_in_blocks(tmp_path):
     config = config_lib.apply_overrides(config_lib.get_config(), [
         "data.name=selective_copy", "data.seq_length=8", "data.batch_size=4",
@@ -129,3 +133,63 @@ def test_selective_copy_trains_mamba_in_blocks(tmp_path):
     ])  # fmt: skip
     summary = train.train_and_evaluate(config, tmp_path)
     assert np.isfinite(summary["val_loss"]) and 0.0 <= summary["val_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_indrnn_bound_is_a_projection_after_the_update_not_a_forward_clip():
+    cell = cells.get("indrnn")(hidden_size=H, max_len=4)  # bound 2^(1/4) = 1.189
+    x = jnp.ones((B, D))
+    v = cell.init(jax.random.key(0), cell.initialize_carry(None, (B, D)), x)
+    v["params"]["u"] = jnp.full((H,), 1.5)  # past the bound
+    h0 = jnp.ones((B, H))
+    xp = cell.apply(v, x, method="project")
+    np.testing.assert_allclose(cell.apply(v, h0, xp, method="step")[1],
+                               jax.nn.relu(xp + 1.5 * h0), rtol=1e-6)  # fmt: skip
+    grad_u = jax.grad(lambda u: cell.apply({"params": {**v["params"], "u": u}}, h0, xp,
+                                           method="step")[1].sum())(v["params"]["u"])  # fmt: skip
+    assert np.all(np.abs(np.asarray(grad_u)) > 0)  # the forward clip would give exactly 0
+    projected = cell.project_params(v)["params"]["u"]
+    np.testing.assert_allclose(projected, np.full(H, 2**0.25), rtol=1e-6)
+
+    # one real train step (rnnlab.steps) with an update of +1 on every parameter: u crosses
+    def stepped_u(bound):
+        from rnnlab import models, optim, steps
+
+        model = models.SequenceModel(out_features=1, hidden_size=H, cell="indrnn", readout="last",
+                                     loss_type="mse",
+                                     cell_options={"max_len": 4, "bound": bound})  # fmt: skip
+        plus_one = optax.stateless(lambda g, p: jax.tree.map(jnp.ones_like, g))
+        init, train_step, _ = steps.make_steps(model, plus_one, optim.schedule(
+            config_lib.get_config().optim, 1), stream=False, num_seeds=1)  # fmt: skip
+        batch = {"inputs": jnp.ones((B, T, D)), "targets": jnp.ones((B, 1))}
+        state = init(jax.random.key(0), batch)
+        u0 = state["params"]["rnn"]["layer_0"]["fwd"]["params"]["u"]
+        state, _ = train_step(state, batch, True, jax.random.key(1)[None])
+        return u0, state["params"]["rnn"]["layer_0"]["fwd"]["params"]["u"]
+
+    u0, u = stepped_u("projection")
+    np.testing.assert_allclose(u, np.minimum(u0 + 1, 2**0.25), rtol=1e-6)
+    assert np.isclose(np.asarray(u).max(), 2**0.25)
+    u0, old = stepped_u("forward_clip")  # the old way: the weight stays past the bound
+    np.testing.assert_allclose(old, u0 + 1, rtol=1e-6)
+
+
+def test_lr_groups_scale_their_updates_and_refuse_unknown_patterns():
+    from rnnlab import optim
+
+    params = {"rnn": {"nu_log": jnp.ones(3), "w": jnp.ones(3)}}
+    grads = jax.tree.map(lambda a: 0.1 * a, params)
+
+    def first_update(*overrides):
+        c = config_lib.apply_overrides(config_lib.get_config(), list(overrides))
+        tx, _ = optim.make(c.optim, 10)
+        return tx.update(grads, tx.init(params), params)[0]
+
+    plain = first_update()
+    grouped = first_update("optim.lr_groups=(('nu_log', 0.25),)")
+    np.testing.assert_allclose(grouped["rnn"]["nu_log"], 0.25 * plain["rnn"]["nu_log"], rtol=1e-6)
+    np.testing.assert_allclose(grouped["rnn"]["w"], plain["rnn"]["w"], rtol=1e-6)
+    with pytest.raises(ValueError, match="match no parameter"):
+        first_update("optim.lr_groups=(('theta_log', 0.5),)")
+    with pytest.raises(ValueError, match="factor > 0"):
+        first_update("optim.lr_groups=(('nu_log', 0),)")

@@ -14,9 +14,14 @@ the whole sequence.
 
 Options:
 
-* ``max_len`` (T): when set, ``u`` is clipped to ``[-magnitude^(1/T), magnitude^(1/T)]`` in the
-  forward pass (the paper clips after each optimizer step; clipping inside the cell needs no
-  optimizer hook and gives the same forward values; the gradient is zero outside the bound);
+* ``max_len`` (T): when set, ``u`` is kept in ``[-magnitude^(1/T), magnitude^(1/T)]`` the
+  paper's way (Sec. 3.1 and its reproduction code batzner/indrnn): by a projection *after each
+  optimizer step* (:meth:`project_params`, applied by :func:`rnnlab.optim.constrain`), not in
+  the forward pass, so the gradient of ``u`` is the unconstrained one everywhere and a weight
+  that crosses the bound is put back on it;
+* ``bound``: ``"projection"`` (default, the paper's) or ``"forward_clip"`` (the lab's earlier
+  behaviour, kept only for comparison: ``u`` clipped inside the step, no projection; the
+  gradient is zero past the bound, so a weight that crosses it stays out there);
 * ``recurrent_init``: ``"uniform"`` (default) draws ``u ~ U[0, 1]`` (``U[0, magnitude^(1/T)]``
   with ``max_len``); ``"long"`` draws ``u ~ U[(1/magnitude)^(1/T), magnitude^(1/T)]`` (the
   paper's init for the last layer on the long tasks, so every unit keeps memory over T steps;
@@ -37,6 +42,7 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 RECURRENT_INITS = ("uniform", "long")
+BOUNDS = ("projection", "forward_clip")
 
 
 def _lead(v: jax.Array, ndim: int) -> jax.Array:
@@ -49,6 +55,7 @@ class Cell(nn.Module):
     max_len: int | None = None  # T for the |u| <= magnitude^(1/T) bound (None: no bound)
     magnitude: float = 2.0  # gamma in the bound (the paper's code uses 2)
     recurrent_init: str = "uniform"  # uniform | long
+    bound: str = "projection"  # projection (after each update) | forward_clip (the old way)
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
@@ -58,6 +65,8 @@ class Cell(nn.Module):
                 f"indrnn recurrent_init must be one of {RECURRENT_INITS}, "
                 f"got {self.recurrent_init!r}"
             )
+        if self.bound not in BOUNDS:
+            raise ValueError(f"indrnn bound must be one of {BOUNDS}, got {self.bound!r}")
         if self.max_len is not None and self.max_len < 1:
             raise ValueError(f"indrnn max_len must be >= 1, got {self.max_len}")
         if self.magnitude <= 1.0:
@@ -91,10 +100,25 @@ class Cell(nn.Module):
     def step(self, carry: jax.Array, xp_t: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(h_{t-1} [B, H], xp_t [B, H]) -> (h_t, h_t)``."""
         h, u, xp_t = promote_dtype(carry, self.u, xp_t, dtype=self.dtype)
-        if self.u_bound is not None:
+        if self.u_bound is not None and self.bound == "forward_clip":
             u = jnp.clip(u, -self.u_bound, self.u_bound)
         h = jax.nn.relu(xp_t + _lead(u, h.ndim) * h)
         return h, h
+
+    @property
+    def has_constraint(self) -> bool:
+        """Whether :meth:`project_params` does anything (``max_len`` set, ``bound="projection"``)."""
+        return self.u_bound is not None and self.bound == "projection"
+
+    def project_params(self, variables):
+        """The constraint as a projection: ``u <- clip(u, -bound, bound)`` on the cell's
+        variables ``{"params": {"u": [..., H], ...}}`` (any leading axes, e.g. seeds); the
+        identity without ``max_len`` or with ``bound="forward_clip"``."""
+        if not self.has_constraint:
+            return variables
+        params = dict(variables["params"])
+        params["u"] = jnp.clip(params["u"], -self.u_bound, self.u_bound)
+        return {**variables, "params": params}
 
     def __call__(self, carry, x_t):
         return self.step(carry, self.project(x_t))
