@@ -65,10 +65,6 @@ class CorruptFileError(ValueError):
     """A workdir file that does not parse (the message names it and says what to do)."""
 
 
-class CorruptFileError(ValueError):
-    """A workdir file that does not parse (the message names it and says what to do)."""
-
-
 def read_json(path: str | os.PathLike) -> Any:
     """The JSON in ``path``; a file that does not parse raises :class:`CorruptFileError`."""
     try:
@@ -96,12 +92,15 @@ def read_metrics(workdir: str | os.PathLike, kind: str | None = None) -> list[di
     records = []
     for i, line in enumerate(lines):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise json.JSONDecodeError("not a record with an int step", line, 0)
+            records.append(record)
         except json.JSONDecodeError as err:
             if i < len(lines) - 1:
                 raise CorruptFileError(
-                    f"{str(path)!r} is corrupt: line {i + 1} is not valid JSON ({err}). Delete "
-                    "that line, or move the file away to start the run's log afresh"
+                    f"{str(path)!r} is corrupt: line {i + 1} is not a valid record ({err}). "
+                    "Delete that line, or move the file away to start the run's log afresh"
                 ) from None
             # the last line of a run killed while writing it: drop the torn record
     return [r for r in records if kind is None or r.get("kind") == kind]

@@ -474,7 +474,8 @@ class _Loop:
         name = signal.Signals(signum).name
         where = self.ckpt.directory
         if step > start:
-            self.save(step, state, pending=self.check(pending))
+            if step != self.ckpt.latest_step():  # else it came during this step's own save
+                self.save(step, state, pending=self.check(pending))
             msg = f"stopped by {name} at step {step}/{self.config.train.num_steps}: saved in"
         else:
             msg = f"stopped by {name} before any new step (at step {step}); checkpoints in"

@@ -127,6 +127,7 @@ def test_sigkill_corrupt_and_time_limit_resume_exactly(tmp_path, capsys):
     assert_bitwise_equal(params_of(limited), params_of(reference))
 
 
+@pytest.mark.slow
 def test_keeps_latest_and_best(tmp_path):
     state = {"step": jnp.int32(0), "params": {"w": jnp.arange(3.0)}}
     ck = checkpoint.Checkpoints(tmp_path, keep=2)

@@ -105,6 +105,7 @@ def flip_bit_in_array_file(step_dir: pathlib.Path) -> pathlib.Path:
     return target
 
 
+@pytest.mark.slow
 def test_flipped_bit_is_refused_and_the_previous_checkpoint_used(tmp_path):
     ck = checkpoint.Checkpoints(tmp_path / "checkpoints", keep=3)
     for s in (1, 2):
