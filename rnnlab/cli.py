@@ -6,6 +6,8 @@
     rnnlab sample WORKDIR [--temperature ...]     generate text from a trained char model
     rnnlab viz WORKDIR [--text FILE]              hidden-unit HTML page + feature finder
     rnnlab data tinyshakespeare                   download (checksum-verified, cached) a corpus
+    rnnlab export WORKDIR [--out FILE]            jax.export the char model's step (params in)
+    rnnlab stream WORKDIR [--surprise]            feed stdin as it arrives: continuation/surprise
     rnnlab compare RUN_DIR... [--by KEY]          learning curves, table, hyperparameters (PNG+HTML)
 
 Every subcommand is a thin shim over a library function; library code never parses flags.
@@ -76,6 +78,26 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--metric", help="metric to plot (default val_loss)")
     compare.add_argument("--out", help="output folder (default: the folder given / their parent)")
 
+    export = sub.add_parser("export", help="jax.export a trained char model's single step")
+    export.add_argument("workdir")
+    export.add_argument("--out", help="artifact path (default WORKDIR/export/step.jax)")
+    export.add_argument("--batch", type=int, default=1, help="the batch the artifact takes")
+
+    stream = sub.add_parser("stream", help="feed stdin to a char model as it arrives")
+    stream.add_argument("workdir")
+    stream.add_argument(
+        "--surprise", action="store_true", help="print -log2 p per character (bits)"
+    )
+    stream.add_argument("--length", type=int, default=80, help="continuation characters")
+    stream.add_argument("--temperature", type=float, default=1.0)
+    stream.add_argument("--seed", type=int, default=0)
+    stream.add_argument(
+        "--warmup",
+        type=int,
+        default=1000,
+        help="warm the state on the last N training characters first (0: cold start)",
+    )
+
     data = sub.add_parser("data", help="download a named corpus (checksum-verified, cached)")
     data.add_argument("name", help="corpus name, e.g. tinyshakespeare")
     return p
@@ -139,6 +161,23 @@ def main(argv: list[str] | None = None) -> int:
 
             out = compare.compare(args.run_dirs, by=args.by, metric=args.metric, out=args.out)
             print(f"wrote {out['png']} and {out['html']} ({len(out['runs'])} runs)")
+        elif args.command == "export":
+            from rnnlab import export
+
+            path = export.export_workdir(args.workdir, args.out, batch=args.batch)
+            print(f"wrote {path} and {path}.json")
+        elif args.command == "stream":
+            from rnnlab import stream
+
+            s = stream.Stream(args.workdir, warmup_chars=args.warmup, seed=args.seed)
+            stream.serve(
+                s,
+                stream.read_chunks(sys.stdin),
+                sys.stdout,
+                surprise=args.surprise,
+                length=args.length,
+                temperature=args.temperature,
+            )
         elif args.command == "data":
             from rnnlab.data import corpora
 

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab.blocks import BlockModel
+from rnnlab.captioning import Captioner
 from rnnlab.seq2seq import Conditional, Seq2Seq
 from rnnlab.unroll import RNN, Embedded, RNNOutput
 
@@ -212,6 +213,7 @@ ARCHITECTURES: dict[str, type] = {
     "sequence": SequenceModel,
     "seq2seq": Seq2Seq,  # rnnlab/seq2seq.py: encoder-decoder (+ attention, beam search)
     "conditional": Conditional,  # rnnlab/seq2seq.py: one-to-many, class-conditioned
+    "captioning": Captioner,  # rnnlab/captioning.py: CNN encoder + (attention) RNN decoder
     "block": BlockModel,  # rnnlab/blocks.py: residual blocks (norm, conv, cell, gated MLP)
 }
 
