@@ -435,6 +435,7 @@ def test_divergence_guard_per_seed_and_replay():
 # ------------------------------------------------------------------------------- disk full
 
 
+@pytest.mark.slow
 def test_disk_full_while_checkpointing_gives_one_line_and_no_tmp_dirs(
     text_run, tmp_path, monkeypatch, capsys
 ):
@@ -499,3 +500,22 @@ def test_sample_and_viz_read_only_the_recorded_text(text_run, tmp_path, capsys):
     assert cli.main(["viz", str(workdir), "--out", str(tmp_path / "x.html")]) == 2
     assert "not the text the run trained on" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
+
+
+@pytest.mark.slow
+def test_disk_full_while_logging_names_the_workdir(text_run, tmp_path, monkeypatch):
+    _, corpus, _ = text_run
+    config = tiny_config(f"data.path={corpus}")
+    real_write = train.metrics_lib.Writer.write
+
+    def full_disk(self, step, kind, values):
+        if step >= 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, step, kind, values)
+
+    monkeypatch.setattr(train.metrics_lib.Writer, "write", full_disk)
+    with pytest.raises(checkpoint.DiskFullError) as info:
+        train.train_and_evaluate(config, tmp_path / "run", dataset=tiny_text(corpus))
+    msg = str(info.value)
+    assert str(tmp_path / "run") in msg and "rerun the same command to resume" in msg
+    assert (tmp_path / "run" / ".lock").read_text() == ""  # released on the way out
