@@ -157,6 +157,8 @@ class _SkipSteps:
         return self.base.find_step(base_path, step)
 
     def __getattr__(self, name):  # other attributes Orbax may ask the naming for
+        if name == "base":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self.base, name)
 
 
