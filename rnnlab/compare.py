@@ -157,11 +157,21 @@ class RunRecord:
 
 
 def _labels(paths: list[pathlib.Path]) -> list[str]:
+    """Run labels: paths below the common folder, less the parts every run shares.
+
+    A sweep names its points ``key=value,key=value,...`` with every override, swept or not;
+    the parts (split at ``/`` and ``,``) common to all runs are dropped when the rest still
+    tells the runs apart (``model.hidden_size=8,train.num_steps=300`` -> ``model.hidden_size=8``).
+    """
     resolved = [p.resolve() for p in paths]
     if len(resolved) == 1:
         return [resolved[0].name]
     root = pathlib.Path(os.path.commonpath(resolved))
-    return [str(p.relative_to(root)) or p.name for p in resolved]
+    full = [str(p.relative_to(root)) or p.name for p in resolved]
+    parts = [re.split(r"[,/]", label) for label in full]
+    common = set.intersection(*(set(p) for p in parts))
+    short = [",".join(x for x in p if x not in common) for p in parts]
+    return short if all(short) and len(set(short)) == len(short) else full
 
 
 def _key(value) -> str:
@@ -294,7 +304,8 @@ def _png_table(ax, runs, metric, colouring):
     rows = []
     for r, value in zip(runs[:MAX_PNG_ROWS], colouring.values):
         best, best_step = r.best(metric)
-        rows.append([r.label[-40:], _fmt(value) if colouring.by else "", _fmt(r.final(metric)),
+        short = re.sub(r"[\w.]*\.(\w+=)", r"\1", r.label)  # model.hidden_size=8 -> hidden_size=8
+        rows.append([short if len(short) <= 48 else "..." + short[-45:], _fmt(value) if colouring.by else "", _fmt(r.final(metric)),
                      _fmt(best), _fmt(best_step), str(r.last_step())])  # fmt: skip
     if len(runs) > MAX_PNG_ROWS:
         rows.append([f"... {len(runs) - MAX_PNG_ROWS} more runs: see the HTML page"] + [""] * 5)
