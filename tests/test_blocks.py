@@ -39,6 +39,7 @@ def test_build_from_config_and_every_registered_cell_runs():
         assert shapes.shape == (2, 5, 3), cell
 
 
+@pytest.mark.slow
 def test_causal_conv_and_model_are_causal():
     m = block(cell="lstm", conv_width=4)
     x = features()
@@ -59,6 +60,7 @@ def test_causal_conv_and_model_are_causal():
 
 
 @pytest.mark.parametrize("conv_width", [0, 4])
+@pytest.mark.slow
 def test_stream_chunks_equal_one_long_sequence(conv_width):
     """Truncated BPTT: chunks with the carried state (recurrence and the conv's last w-1
     inputs) give the outputs and final carry of one pass over the whole sequence."""
@@ -74,6 +76,7 @@ def test_stream_chunks_equal_one_long_sequence(conv_width):
 
 
 @pytest.mark.parametrize("readout", ["all", "last", "mean"])
+@pytest.mark.slow
 def test_masking_equals_running_each_sequence_alone(readout):
     m = block(cell="mingru", readout=readout)
     x, lengths = features(T=8), [8, 3, 0]
@@ -89,6 +92,7 @@ def test_masking_equals_running_each_sequence_alone(readout):
     assert all(float(jnp.abs(a).max()) == 0.0 for a in jax.tree.leaves(empty))
 
 
+@pytest.mark.slow
 def test_perturbation_reaches_every_block_and_the_probes_see_through():
     m = block(cell="gru", readout="last")
     x = features(T=6)
@@ -132,6 +136,7 @@ def tiny(*overrides):
     ])  # fmt: skip
 
 
+@pytest.mark.slow
 def test_char_lm_trains_with_seeds_and_samples(tmp_path):
     config = tiny("train.num_seeds=2", "model.dropout=0.1", "model.norm=layer")
     ds = data.make("text", text=TEXT, seq_length=8, batch_size=4, val_fraction=0.2)
@@ -145,6 +150,7 @@ def test_char_lm_trains_with_seeds_and_samples(tmp_path):
     assert ids.shape == (7,) and ids.min() >= 0 and ids.max() < run.model.out_features
 
 
+@pytest.mark.slow
 def test_adding_trains_and_the_probe_hook_reads_block_zero(tmp_path):
     config = tiny("data.name=adding", "model.cell=lru")
     hook = probes.make_hook(("grad_norms", "state_norms"), batch_size=4)

@@ -80,6 +80,7 @@ def test_embedded_equals_embedded_rows(name, path, monkeypatch):
     assert_close(got[1], want[1])
 
 
+@pytest.mark.slow
 def test_the_engine_projects_the_table_only_when_it_is_smaller(monkeypatch):
     """V < T*B: fused.scan gathers from the projected table ("ids"); else the rows go as usual."""
     seen = []

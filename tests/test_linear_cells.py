@@ -90,6 +90,7 @@ def test_rnn_layer_scan_option_and_auto_choice():
         choose_scan(make_cell("mingru", 4), 8, "parallel")
 
 
+@pytest.mark.slow
 def test_minlstm_normalized_gates_sum_to_one_and_mingru_g_is_positive():
     cell, params, xs, *_ = _setup("minlstm")
     xp = cell.apply(params, xs, method="project")

@@ -58,6 +58,7 @@ def test_bf16_matmuls_close_to_float32_on_both_backward_paths(cell):
 
 
 @pytest.mark.parametrize("backward", ["fused", "autodiff"])
+@pytest.mark.slow
 def test_the_recurrent_matmuls_take_bf16_operands_and_give_float32(backward):
     x = jax.random.normal(jax.random.key(0), (B, T, D))
     model = RNN("lstm", H, cell_options=BF16, backward=backward)

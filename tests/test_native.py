@@ -219,6 +219,7 @@ def test_vmap_over_seeds_and_saturated_gates(name):
 
 
 @pytest.mark.parametrize("name", CELLS)
+@pytest.mark.slow
 def test_switched_off_runs_the_xla_scan(monkeypatch, name):
     """RNNLAB_NATIVE=0 (or no compiler / no AVX-512 (F, DQ)): the engine runs the XLA scan, with the
     same results, and calling the kernel directly says why it cannot run."""
