@@ -444,8 +444,6 @@ def compare(run_dirs, *, by: str | None = None, metric: str | None = None, out=N
     """
     paths = find_runs(run_dirs)
     runs = [RunRecord(p, label) for p, label in zip(paths, _labels(paths))]
-    if by is not None and runs and all(_number(r.config.get(by)) for r in runs):
-        runs.sort(key=lambda r: r.config[by])  # a numeric key: the runs in its order
     keys = differing_keys(runs)
     all_keys = list(dict.fromkeys(k for r in runs for k in r.config))
     if by is None:
@@ -457,6 +455,8 @@ def compare(run_dirs, *, by: str | None = None, metric: str | None = None, out=N
             f"unknown --by key {by!r}.{hint} Keys that differ between the runs: "
             f"{', '.join(keys) or '(none)'}; every config key: {', '.join(all_keys)}"
         )
+    if by is not None and runs and all(_number(r.config.get(by)) for r in runs):
+        runs.sort(key=lambda r: r.config[by])  # a numeric key: the runs in its order
     names = list(dict.fromkeys(m for r in runs for m in r.curves))
     if not names:
         raise ValueError("the runs' metrics.jsonl files hold no metrics yet")

@@ -258,3 +258,13 @@ def test_tensorboard_hparams_of_a_run(tmp_path):
     assert finals["hparam/val_loss"] == pytest.approx(out["val_loss"], rel=1e-5)
     assert finals["hparam/val_accuracy"] == pytest.approx(out["val_accuracy"], rel=1e-5)
     assert "hparam/train_loss" in finals
+
+
+def test_labels_drop_the_override_parts_every_run_shares(tmp_path):
+    fake_run(tmp_path / "model.hidden_size=8,train.num_steps=300", hidden=8)
+    fake_run(tmp_path / "model.hidden_size=16,train.num_steps=300", hidden=16)
+    out = compare.compare([tmp_path])
+    assert out["runs"] == ["model.hidden_size=8", "model.hidden_size=16"]
+    fake_run(tmp_path / "x" / "run", hidden=4)
+    fake_run(tmp_path / "y" / "run", hidden=5)
+    assert compare.compare([tmp_path / "x", tmp_path / "y"])["runs"] == ["x", "y"]
