@@ -6,7 +6,8 @@
 **Runs.** A run workdir is a folder holding ``config.json`` and ``metrics.jsonl`` (what
 :func:`rnnlab.train.train_and_evaluate` writes). A folder that is not one stands for the
 workdirs below it (a sweep's point folders, an experiment's sub-runs), found up to
-:data:`MAX_DEPTH` levels down, in path order; a run is never searched inside.
+:data:`MAX_DEPTH` levels down, in path order; a run is never searched inside. Files given beside
+folders are passed over (``rnnlab compare runs/sweep/*`` also names its ``summary.md``).
 
 **Metrics** are read from ``metrics.jsonl``: the keys of ``eval`` records as they are
 (``val_loss``, ``val_accuracy``, ``val_bpc``), those of ``train`` records prefixed ``train_``
@@ -73,10 +74,13 @@ def find_runs(paths) -> list[pathlib.Path]:
     if not paths:
         raise ValueError("compare needs at least one run workdir or sweep folder; none given")
     found: list[pathlib.Path] = []
+    dirs = [p for p in map(pathlib.Path, paths) if p.is_dir()]
     for given in paths:
         path = pathlib.Path(given)
         if not path.exists():
             raise FileNotFoundError(f"{str(path)!r} does not exist (expected a run workdir)")
+        if path.is_file() and dirs:  # a shell glob's summary.md, comparison.png: not runs
+            continue
         below = [path] if is_workdir(path) else _below(path, MAX_DEPTH)
         if not below:
             entries = sorted(p.name for p in path.iterdir())[:12] if path.is_dir() else []

@@ -149,6 +149,10 @@ def test_bad_input_lists_the_valid_choices(sweep, tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         compare.compare([tmp_path / "nowhere"])
     assert cli.main(["compare", str(tmp_path / "empty")]) == 2
+    with pytest.raises(ValueError, match="not a run workdir"):
+        compare.compare([sweep / "summary.md"])  # a file alone is no run
+    globbed = sorted(sweep.iterdir())  # `rnnlab compare sweep/*`: summary.md is passed over
+    assert len(compare.compare(globbed, out=tmp_path / "g")["runs"]) == 3
     assert cli.main(["compare", str(sweep), "--metric", "val_bpc"]) == 2
     err = capsys.readouterr().err
     assert "rnnlab compare: error: unknown metric 'val_bpc'" in err and "Traceback" not in err
