@@ -3,7 +3,8 @@
 Command:
     rnnlab run adding               # full: elman, irnn, lstm, gru at T = 50, 100, 200; 2 seeds
     rnnlab run adding:smoke         # seconds; what the test suite runs
-    Options: experiment.cells="('lstm', 'gru')", experiment.lengths="(100, 200, 400)",
+    Options: experiment.cells="('lstm', 'gru')" (or model.cell=gru: that one cell),
+    experiment.lengths="(100, 200, 400)",
     train.num_seeds=5, train.num_steps=4000
 
 What it does: for each cell and each T, trains ``train.num_seeds`` independently initialized
@@ -50,13 +51,16 @@ from rnnlab import study
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")
+#: keys the experiment sets itself per run: refused on the command line (rnnlab.registry.resolve)
+IGNORES = {"data.seq_length": "experiment.lengths sets T for each run"}
 
 CELL_OVERRIDES = {  # label -> overrides; labels map to plot colors by their first word
     "elman": ["model.cell=elman"],
-    "irnn": [
+    "irnn": [  # option by option, so options given on the command line are kept
         "model.cell=elman",
-        "model.cell_options={'activation': 'relu', 'recurrent_init': 'identity'}",
-    ],  # fmt: skip
+        "model.cell_options.activation=relu",
+        "model.cell_options.recurrent_init=identity",
+    ],
     "lstm": ["model.cell=lstm"],
     "gru": ["model.cell=gru"],
 }

@@ -52,6 +52,9 @@ from rnnlab import config as config_lib
 from rnnlab import metrics
 
 VARIANTS = ("default", "smoke", "shakespeare")
+#: keys run() plans before training: train.num_steps=0 (fit the time budget) and the warmup
+#: cut to a tenth of the planned steps (rnnlab.registry: allowed 0, free on resumption)
+PLANNED = ("train.num_steps", "optim.warmup_steps")
 TEMPERATURES = (0.5, 1.0, 1.5)
 SAMPLE_LENGTH = 500
 WARMUP_CHARS = 1000  # samples start after the last 1000 training characters (not shown)

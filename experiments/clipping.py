@@ -43,6 +43,11 @@ from rnnlab import study, train
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")
+#: keys the experiment sets itself per run: refused on the command line (rnnlab.registry.resolve)
+IGNORES = {
+    "optim.clip": "experiment.clip_values sets the clipping of each run (0: none)",
+    "optim.clip_value": "experiment.clip_values sets the clipping of each run (0: none)",
+}
 
 
 def get_config(variant: str | None = None):

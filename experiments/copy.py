@@ -48,12 +48,14 @@ from rnnlab import study
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")
+#: keys the experiment sets itself per run: refused on the command line (rnnlab.registry.resolve)
+IGNORES = {"data.seq_length": "experiment.lengths sets T for each run"}
 
 
 def runs_for(cells, T: int) -> dict[str, list[str]]:
     table = {
         "lstm": ["model.cell=lstm"],
-        "lstm/chrono": ["model.cell=lstm", f"model.cell_options={{'chrono_tmax': {1.5 * T}}}"],
+        "lstm/chrono": ["model.cell=lstm", f"model.cell_options.chrono_tmax={1.5 * T}"],
         "gru": ["model.cell=gru"],
         "elman": ["model.cell=elman"],
     }

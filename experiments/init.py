@@ -54,6 +54,11 @@ from rnnlab import study
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")
+#: keys the experiment sets itself per run: refused on the command line (rnnlab.registry.resolve)
+IGNORES = {
+    "model.cell": "experiment.runs picks the runs, each with its own cell",
+    "model.cell_options": "each run of experiment.runs sets its own cell options",
+}
 
 
 def runs_for(T: int) -> dict[str, list[str]]:

@@ -64,6 +64,8 @@ from rnnlab import config as config_lib
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")
+#: keys the experiment sets itself per run: refused on the command line (rnnlab.registry.resolve)
+IGNORES = {"data.seq_length": "experiment.lengths sets T for each run"}
 
 
 def get_config(variant: str | None = None):

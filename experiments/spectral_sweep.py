@@ -64,6 +64,9 @@ from rnnlab.unroll import make_cell
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")
+#: the only keys this measurement reads (it trains nothing and fixes the elman tanh cell);
+#: any other key set away from this file's config is refused (rnnlab.registry.resolve)
+READS = ("seed", "model.hidden_size", "data.seq_length", "data.batch_size", "experiment")
 
 
 def get_config(variant: str | None = None):

@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rnnlab.config import UserError
+
     parser = _parser()
     # argparse ends a positional list at the first option, so `run NAME --workdir DIR k=v` would
     # leave k=v unparsed: overrides after an option are collected here, anything else is an error
@@ -182,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             from rnnlab.data import corpora
 
             print(corpora.fetch(args.name))
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+    except (UserError, ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        # bad input only (rnnlab.config.UserError and the library's bad-input types): a bug's
+        # exception type is none of these and keeps its traceback
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"rnnlab {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rnnlab.blocks import BlockModel
 from rnnlab.captioning import Captioner
@@ -227,29 +228,87 @@ def build(model_config, model_spec: Mapping[str, Any]) -> nn.Module:
 
     ``model_spec`` (from the dataset) fixes what the task dictates -- ``architecture``,
     ``out_features``, ``vocab_size``, ``readout``, ``loss`` (-> the ``loss_type`` field) -- and
-    wins over the config; the config gives the rest (cell, sizes, dropout, ...). Config keys the
-    architecture has no field for are left out; spec keys it lacks are an error.
+    wins over the config; the config gives the rest (cell, sizes, dropout, ...). A config key
+    the architecture has no field for is refused (:class:`rnnlab.config.ConfigError`) when its
+    value differs from the base config's (it would do nothing); left at the default it is left
+    out. So is a ``model.architecture`` the dataset overrules. Spec keys the architecture lacks
+    are an error.
     """
+    from rnnlab import config as config_lib
+
     spec = dict(model_spec)
+    base = config_lib.get_config().model
     name = spec.pop("architecture", None) or model_config.architecture
     if name == "sequence" and model_config.architecture == "block":  # a drop-in: same
         name = "block"  # inputs, outputs and loss, so the config may choose it
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    chosen = model_config.architecture
+    if chosen != name and chosen != base.architecture:
+        raise config_lib.ConfigError(
+            f"model.architecture={chosen!r} has no effect: the dataset fixes architecture "
+            f"{name!r}; leave model.architecture at {base.architecture!r} or pick a dataset "
+            f"made for {chosen!r}"
+        )
     cls = ARCHITECTURES[name]
     fields = set(cls.__dataclass_fields__) - {"parent", "name"}
     if "loss" in spec:
         spec["loss_type"] = spec.pop("loss")
     kwargs = {}
     for key, value in dict(model_config).items():
-        if key != "architecture" and key in fields:
-            kwargs[key] = value.to_dict() if hasattr(value, "to_dict") else value
+        value = value.to_dict() if hasattr(value, "to_dict") else value
+        if key == "architecture" or key in spec:
+            continue  # the dataset fixes these (and wins)
+        if key in fields:
+            kwargs[key] = value
+            continue
+        default = base[key] if key in base else None
+        if key not in base or value != (default.to_dict() if key == "cell_options" else default):
+            raise config_lib.ConfigError(
+                f"model.{key}={value!r} has no effect: architecture {name!r} "
+                f"({cls.__name__}) has no {key!r} field; leave it at its default {default!r} "
+                "or choose an architecture that uses it"
+            )
     if "remat" in kwargs:  # the config names the engine's remat modes (rnnlab.unroll)
         if kwargs["remat"] not in REMAT:
-            raise ValueError(f"model.remat must be one of {sorted(REMAT)}, got {kwargs['remat']!r}")
+            raise config_lib.ConfigError(
+                f"model.remat must be one of {sorted(REMAT)}, got {kwargs['remat']!r}"
+            )
         kwargs["remat"] = REMAT[kwargs["remat"]]
     unknown = sorted(set(spec) - fields)
     if unknown:
         raise ValueError(f"model_spec keys {unknown} are not fields of {cls.__name__}")
     kwargs.update(spec)
     return cls(**kwargs)
+
+
+def next_token(dataset) -> bool:
+    """Whether ``dataset``'s loss is next-token prediction: per-step (``readout="all"``)
+    cross-entropy whose target at step t is the input at step t + 1 -- a ``"stream"`` dataset
+    (a corpus as contiguous streams) or one whose first train batch has
+    ``targets[:, :-1] == inputs[:, 1:]``. A model that reads later steps would see its own
+    targets (a bidirectional language model reports a loss far below the honest one)."""
+    spec = dict(getattr(dataset, "model_spec", {}) or {})
+    if spec.get("readout", "all") != "all" or spec.get("loss", "xent") != "xent":
+        return False
+    if getattr(dataset, "kind", None) == "stream":
+        return True
+    batch, _ = dataset.train_batch(0)
+    x, y = np.asarray(batch["inputs"]), np.asarray(batch["targets"])
+    if x.ndim != 2 or x.shape != y.shape or x.shape[1] < 2:
+        return False
+    return bool(np.array_equal(y[:, :-1], x[:, 1:]))
+
+
+def check_causal(model_config, dataset) -> None:
+    """Refuse (:class:`rnnlab.config.ConfigError`) a model that reads later steps -- today
+    ``model.bidirectional`` -- for a next-token loss (:func:`next_token`)."""
+    from rnnlab import config as config_lib
+
+    if model_config.get("bidirectional", False) and next_token(dataset):
+        name = type(dataset).__name__
+        raise config_lib.ConfigError(
+            "model.bidirectional=True reads later steps, but the dataset "
+            f"({name}) trains next-token prediction: the model would see the targets it "
+            "predicts. Use model.bidirectional=false (a causal model) for language models."
+        )

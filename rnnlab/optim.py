@@ -1,7 +1,7 @@
 """Optimizers, schedules and gradient clipping, all from Optax (nothing hand-written).
 
 :func:`make` turns the config's ``optim`` section into ``(optax.GradientTransformation,
-schedule)``: the chain is ``clip -> optimizer(learning_rate=schedule)``.
+schedule)``: the chain is ``clip -> [weight decay] -> optimizer(learning_rate=schedule)``.
 
 Clipping (``clip``):
 
@@ -22,9 +22,15 @@ Schedules (``schedule``), as functions of the optimizer step n (0 for the first 
   epoch >= 10) is ``decay_rate=0.97``, ``decay_every_steps=steps_per_epoch``,
   ``decay_start_step=10 * steps_per_epoch``.
 
-Optimizers (``name``): ``adam``, ``adamw`` (decoupled ``weight_decay``), ``sgd`` (``momentum``,
-0 for plain SGD), ``rmsprop`` (char-rnn's: decay ``rmsprop_decay`` = 0.95, eps inside the
-square root as in torch/optim's rmsprop), ``adagrad`` (min-char-rnn's).
+Optimizers (``name``): ``adam``, ``adamw``, ``sgd`` (``momentum``, 0 for plain SGD),
+``rmsprop`` (char-rnn's: decay ``rmsprop_decay`` = 0.95, eps inside the square root as in
+torch/optim's rmsprop), ``adagrad`` (min-char-rnn's).
+
+Weight decay (``weight_decay`` = lambda, every optimizer): ``adamw`` decays decoupled from the
+adaptive step, ``p <- p - lr * (adam_update + lambda * p)`` (Loshchilov & Hutter 2019; inside
+``optax.adamw``); every other optimizer gets ``g <- g + lambda * p`` before it
+(``optax.add_decayed_weights``: L2 regularization, the torch ``weight_decay=`` of SGD, RMSprop,
+Adagrad and Adam), after clipping, so the clip bounds the loss gradient only.
 
 Parameter groups (``lr_groups``): ``((pattern, factor), ...)``; a parameter whose path
 (``"rnn/layer_0/fwd/params/nu_log"``) matches ``pattern`` (``re.search``; the first match wins)
@@ -57,7 +63,7 @@ CLIPS = ("global_norm", "elementwise", "none")
 
 def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"optim.{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise ConfigError(f"optim.{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def schedule(optim, num_steps: int) -> Callable[[int], float]:
@@ -68,7 +74,7 @@ def schedule(optim, num_steps: int) -> Callable[[int], float]:
         return optax.constant_schedule(lr)
     if optim.schedule == "warmup_cosine":
         if not 0 <= optim.warmup_steps < max(num_steps, 1):
-            raise ValueError(
+            raise ConfigError(
                 f"optim.warmup_steps must lie in [0, train.num_steps={num_steps}), "
                 f"got {optim.warmup_steps}"
             )
@@ -80,9 +86,9 @@ def schedule(optim, num_steps: int) -> Callable[[int], float]:
             end_value=0.0,
         )
     if optim.decay_every_steps < 1:
-        raise ValueError(f"optim.decay_every_steps must be >= 1, got {optim.decay_every_steps}")
+        raise ConfigError(f"optim.decay_every_steps must be >= 1, got {optim.decay_every_steps}")
     if optim.decay_start_step < 0:
-        raise ValueError(f"optim.decay_start_step must be >= 0, got {optim.decay_start_step}")
+        raise ConfigError(f"optim.decay_start_step must be >= 0, got {optim.decay_start_step}")
     decayed = optax.exponential_decay(
         init_value=lr * float(optim.decay_rate),
         transition_steps=int(optim.decay_every_steps),
@@ -95,17 +101,20 @@ def schedule(optim, num_steps: int) -> Callable[[int], float]:
 
 
 def make(optim, num_steps: int) -> tuple[optax.GradientTransformation, Callable]:
-    """``(clip -> optimizer)`` chain and its schedule, from the config's ``optim`` section."""
+    """``(clip -> [weight decay] -> optimizer)`` and its schedule, from the ``optim`` section."""
     _check("name", optim.name, OPTIMIZERS)
     _check("clip", optim.clip, CLIPS)
     if optim.clip != "none" and not optim.clip_value > 0:
-        raise ValueError(f"optim.clip_value must be > 0, got {optim.clip_value}")
+        raise ConfigError(f"optim.clip_value must be > 0, got {optim.clip_value}")
+    wd = float(optim.weight_decay)
+    if not wd >= 0:
+        raise ConfigError(f"optim.weight_decay must be >= 0, got {optim.weight_decay}")
     lr = schedule(optim, num_steps)
     eps = float(optim.eps)
     if optim.name == "adam":
         opt = optax.adam(lr, eps=eps)
     elif optim.name == "adamw":
-        opt = optax.adamw(lr, eps=eps, weight_decay=float(optim.weight_decay))
+        opt = optax.adamw(lr, eps=eps, weight_decay=wd)
     elif optim.name == "sgd":
         opt = optax.sgd(lr, momentum=float(optim.momentum) or None)
     elif optim.name == "rmsprop":
@@ -118,6 +127,8 @@ def make(optim, num_steps: int) -> tuple[optax.GradientTransformation, Callable]
         "none": optax.identity,
     }[optim.clip]()
     groups = [param_groups(optim.lr_groups)] if optim.lr_groups else []  # scaled updates, last
+    if wd and optim.name != "adamw":  # L2: g + lambda * p, what the optimizer then scales
+        return optax.chain(clip, optax.add_decayed_weights(wd), opt, *groups), lr
     return optax.chain(clip, opt, *groups), lr
 
 

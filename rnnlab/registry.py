@@ -173,39 +173,51 @@ def run(spec: str, overrides: list[str] | None = None, workdir=None) -> dict:
     """Run experiment ``spec`` (``NAME[:VARIANT]``) with ``key=value`` overrides.
 
     Default workdir: ``runs/NAME[-VARIANT]``. Writes ``results.json`` (experiment, variant,
-    overrides and the run's result dict). With comma-list overrides, or a ``sweep()`` in the
-    file, every point runs into ``workdir/<key=value,...>/`` and ``summary.md``/``summary.json``
-    tabulate the points' scalar results. Returns the result (or ``{"points": [...]}``).
+    overrides, the resolved config and the run's result dict). With comma-list overrides, or a
+    ``sweep()`` in the file, every point runs into ``workdir/<key=value,...>/`` and
+    ``summary.md``/``summary.json`` tabulate the points' scalar results. Returns the result (or
+    ``{"points": [...]}``).
+
+    Before any work, every point's config is resolved and checked (:func:`resolve`) and the
+    workdir is checked to be this run's (:func:`check_workdir`); a refusal raises
+    :class:`rnnlab.config.UserError` (a ValueError) and writes nothing.
     """
     module, variant = parse_spec(spec)
     name = spec.split(":")[0].replace("_", "-")
     base = module.get_config(variant)
     overrides = list(overrides or [])
     points = expand(overrides)
-    for point in points:  # every key and value checked before any work
+    for point in points:  # every key and value parsed before the sweep function runs
         apply(copy.deepcopy(base), point)
     sweeping = len(points) > 1
     if not sweeping and hasattr(module, "sweep"):
         params = inspect.signature(module.sweep).parameters
         extra = module.sweep(variant) if params else module.sweep()
         points = [points[0] + list(p) for p in extra]
-        for point in points:
-            apply(copy.deepcopy(base), point)
         sweeping = len(points) > 1
+    configs = [resolve(module, base, point, name=name) for point in points]
     workdir = pathlib.Path(
         workdir or pathlib.Path("runs") / (name + (f"-{variant}" if variant else ""))
     )
     record = {"experiment": name, "variant": variant, "overrides": overrides}
     if not sweeping:
-        config = apply(copy.deepcopy(base), points[0])
-        result = _run_point(module, config, workdir)
-        write_json(workdir / "results.json", {**record, "results": result})
+        check_workdir(workdir, record, configs[0], module)
+        result = _run_point(module, configs[0], workdir)
+        write_json(
+            workdir / "results.json", {**record, "config": _plain(configs[0]), "results": result}
+        )
         return result
+    subs = [workdir / ",".join(p.replace("/", "_") for p in point) for point in points]
+    check_workdir(workdir, record, None, module)
+    for sub, point, config in zip(subs, points, configs, strict=True):
+        check_workdir(sub, {**record, "overrides": point}, config, module)
     rows = []
-    for point in points:
-        sub = workdir / ",".join(p.replace("/", "_") for p in point)
-        result = _run_point(module, apply(copy.deepcopy(base), point), sub)
-        write_json(sub / "results.json", {**record, "overrides": point, "results": result})
+    for sub, point, config in zip(subs, points, configs, strict=True):
+        result = _run_point(module, config, sub)
+        write_json(
+            sub / "results.json",
+            {**record, "overrides": point, "config": _plain(config), "results": result},
+        )
         rows.append({"overrides": point, "results": result, "metrics": flat_metrics(result)})
     table = summary_table(rows)
     (workdir / "summary.md").write_text(table + "\n")
@@ -213,6 +225,161 @@ def run(spec: str, overrides: list[str] | None = None, workdir=None) -> dict:
     _write_comparison(workdir)
     write_json(workdir / "results.json", {**record, "results": {"points": rows, "table": table}})
     return {"points": rows, "table": table}
+
+
+# ------------------------------------------------------------------- checks before any work
+
+
+def resolve(module, base, point: list[str], *, name: str = "") -> ml_collections.ConfigDict:
+    """One point's config: ``base`` plus the overrides, checked so that every key either takes
+    effect or is refused (:class:`rnnlab.config.ConfigError`):
+
+    * ``model.cell`` in an experiment that picks its cells from ``experiment.cells`` runs that
+      one cell (``experiment.cells = (model.cell,)``; both given and disagreeing: refused);
+    * a key the experiment does not read (its ``READS``, a tuple of keys or sections, when it
+      declares one) or sets itself per run (its ``IGNORES``, key -> why) is refused when it
+      differs from the experiment's own config;
+    * the experiment's own ``check_config(config, base)``, when it has one (keys whose use
+      depends on other keys, e.g. a size the experiment solves for);
+    * :func:`rnnlab.config.validate` (types, ranges, cell and data options, causality; keys
+      in the experiment's ``PLANNED`` may be 0: it plans them);
+    * for experiments that train (no ``READS``): the dataset and the model are built (no
+      params), so a model key the architecture has no field for fails now, not after
+      earlier sweep points have trained.
+    """
+    config = apply(copy.deepcopy(base), point)
+    name = name or getattr(module, "__name__", "experiment").rsplit(".", 1)[-1]
+    if "experiment" in config and "cells" in config.experiment:
+        cell, cells = config.model.cell, tuple(config.experiment.cells)
+        if cell != base.model.cell:
+            if cells != tuple(base.experiment.cells) and cells != (cell,):
+                raise config_lib.ConfigError(
+                    f"model.cell={cell!r} and experiment.cells={cells!r} disagree: experiment "
+                    f"{name!r} trains the cells of experiment.cells; give one of the two"
+                )
+            config.experiment.cells = (cell,)
+    reads = getattr(module, "READS", None)
+    ignores = getattr(module, "IGNORES", {})
+    for key in _keys(config):
+        if _value(config, key) == _value(base, key):
+            continue
+        if key in ignores:
+            raise config_lib.ConfigError(
+                f"{key}={_value(config, key)!r} has no effect in experiment {name!r}: "
+                f"{ignores[key]}; leave it out"
+            )
+        if reads is not None and not any(key == r or key.startswith(r + ".") for r in reads):
+            raise config_lib.ConfigError(
+                f"{key}={_value(config, key)!r} has no effect in experiment {name!r}: it reads "
+                f"only {', '.join(reads)}; leave it out"
+            )
+    check = getattr(module, "check_config", None)  # refusals only the experiment can tell
+    if check is not None:
+        check(config, base)
+    config_lib.validate(config, planned=getattr(module, "PLANNED", ()))
+    if reads is None:
+        from rnnlab import data as data_lib
+        from rnnlab import models
+        from rnnlab.train import data_kwargs
+
+        dataset = data_lib.make(config.data.name, **data_kwargs(config))
+        models.build(config.model, dict(dataset.model_spec))
+        models.check_causal(config.model, dataset)
+    return config
+
+
+def _value(config, key: str):
+    node = config
+    for part in key.split("."):
+        if part not in node:
+            return None
+        node = node[part]
+    return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
+
+
+def _plain(config) -> dict:
+    """The config as JSON would give it back (tuples as lists)."""
+    return json.loads(json.dumps(config.to_dict(), default=str))
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key not in config_lib.OPEN_DICTS:
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _read_record(path: pathlib.Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise config_lib.UserError(
+            f"{path} cannot be read as JSON ({err}); move it away, or choose another --workdir"
+        ) from None
+    if not isinstance(data, dict):
+        raise config_lib.UserError(f"{path} holds no run record; move it away")
+    return data
+
+
+def check_workdir(workdir, record: dict, config, module) -> None:
+    """Refuse, before any work, a workdir that is not this run's.
+
+    ``workdir`` and its parents must be directories where they exist. Its ``results.json``,
+    if any, must record the same experiment and variant and (when it records one) the same
+    config; its ``config.json``, if any, the same config. Keys allowed to change on resumption
+    (``rnnlab.train.RUN_CONTROL_KEYS``, e.g. ``train.num_steps``) and the keys the experiment
+    plans itself (its ``PLANNED``) may differ. ``config=None``: experiment and variant only
+    (the top folder of a sweep).
+    """
+    from rnnlab.train import RUN_CONTROL_KEYS
+
+    workdir = pathlib.Path(workdir)
+    for p in (workdir, *workdir.parents):
+        if p.exists() and not p.is_dir():
+            raise config_lib.UserError(
+                f"--workdir {str(workdir)!r}: {str(p)!r} is a file, not a directory; choose "
+                "a workdir that is a directory or does not exist yet"
+            )
+    here = f"{record['experiment']}" + (f":{record['variant']}" if record["variant"] else "")
+    free = set(RUN_CONTROL_KEYS) | set(getattr(module, "PLANNED", ()))
+    mine = None if config is None else _flat(_plain(config))
+    results = workdir / "results.json"
+    saved = _read_record(results) if results.is_file() else {}
+    if "experiment" in saved:  # a registry record (an experiment's own run() writes one without)
+        there = f"{saved.get('experiment')}" + (
+            f":{saved['variant']}" if saved.get("variant") else ""
+        )
+        same = saved.get("experiment") == record["experiment"] and (
+            saved.get("variant") or "default"
+        ) == (record["variant"] or "default")
+        if not same:
+            raise config_lib.UserError(
+                f"workdir {str(workdir)!r} holds a run of {there} (its results.json); this is "
+                f"{here}. Choose another --workdir (or remove that one to start over)."
+            )
+        if mine is not None and isinstance(saved.get("config"), dict):
+            _same_config(workdir, results, _flat(saved["config"]), mine, free, here)
+    recorded = workdir / "config.json"
+    if mine is not None and recorded.is_file():
+        _same_config(workdir, recorded, _flat(_read_record(recorded)), mine, free, here)
+
+
+def _same_config(workdir, path, theirs: dict, mine: dict, free: set, here: str) -> None:
+    diff = [
+        k for k in sorted(set(theirs) | set(mine)) if k not in free and theirs.get(k) != mine.get(k)
+    ]
+    if diff:
+        shown = "; ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in diff[:3])
+        more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
+        raise config_lib.UserError(
+            f"workdir {str(workdir)!r} holds a run with other settings than this {here} run "
+            f"({path.name}: {shown}{more}). Choose another --workdir, or rerun with the "
+            "recorded settings to resume it."
+        )
 
 
 def _scalars(result: dict) -> dict[str, Any]:

@@ -41,13 +41,15 @@ import numpy as np
 
 
 def _check(temperature: float, top_k: int, length: int, argmax: bool) -> None:
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0 (0: all characters), got {top_k}")
-    if not argmax and not temperature > 0:
+    """The sampling arguments' ranges (what ``rnnlab sample``'s flags are checked against)."""
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"length (--length) must be an int >= 1 characters, got {length!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
+        raise ValueError(f"top_k (--top-k) must be an int >= 0 (0: all characters), got {top_k!r}")
+    if not argmax and not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(
-            f"temperature must be > 0, got {temperature}; use argmax for the zero-temperature limit"
+            f"temperature must be > 0 and finite (--temperature), got {temperature!r}; "
+            "use argmax (--argmax) for the zero-temperature limit"
         )
 
 
@@ -202,6 +204,13 @@ def sample_workdir(
     """
     from rnnlab.train import load_run
 
+    _check(temperature, top_k, length, argmax)  # before loading anything
+    if isinstance(warmup_chars, bool) or not isinstance(warmup_chars, (int, np.integer)):
+        raise ValueError(f"warmup_chars (--warmup) must be an int >= 0, got {warmup_chars!r}")
+    if warmup_chars < 0:
+        raise ValueError(
+            f"warmup_chars (--warmup) must be >= 0 (0: a cold start), got {warmup_chars}"
+        )
     run = load_run(workdir)
     return sample_text(
         run.model,

@@ -161,3 +161,138 @@ def test_initial_carry_and_perturbation_need_one_entry_per_layer():
         ValueError, match=r"perturbation must hold one entry per layer \(2\), got 3"
     ):
         rnn.apply(variables, X, perturbation=[carry] * 3)
+
+
+# ------------------------------------- every config key takes effect or is refused (issue 15)
+
+from rnnlab import config as config_lib  # noqa: E402
+from rnnlab import data as data_lib  # noqa: E402
+from rnnlab import models, registry  # noqa: E402
+
+TEXT_SPEC = {"architecture": "sequence", "out_features": 5, "vocab_size": 5, "readout": "all",
+             "loss": "xent"}  # fmt: skip
+S2S_SPEC = {"architecture": "seq2seq", "out_features": 9, "vocab_size": 9, "loss": "xent"}
+
+
+def _model(*overrides):
+    return config_lib.apply_overrides(config_lib.get_config(), list(overrides)).model
+
+
+@pytest.mark.parametrize(
+    "spec, override, words",
+    [
+        (S2S_SPEC, "model.dropout=0.3", ["model.dropout", "'seq2seq'", "no 'dropout' field"]),
+        (S2S_SPEC, "model.residual=true", ["model.residual", "Seq2Seq"]),
+        (TEXT_SPEC, "model.attention=true", ["model.attention", "'sequence'"]),
+        (TEXT_SPEC, "model.attention_size=32", ["model.attention_size"]),
+        (TEXT_SPEC, "model.block_depth=3", ["model.block_depth"]),
+        (TEXT_SPEC, "model.architecture=seq2seq", ["model.architecture", "fixes"]),
+    ],
+)
+def test_a_model_key_the_architecture_lacks_is_refused(spec, override, words):
+    with pytest.raises(config_lib.ConfigError) as info:
+        models.build(_model(override), spec)
+    for w in words:
+        assert w in str(info.value)
+    models.build(_model(), spec)  # left at the defaults, the same keys are fine
+    models.build(_model("model.attention=true"), S2S_SPEC)  # and where there is a field
+
+
+@pytest.mark.slow  # builds the default corpus
+def test_a_non_causal_model_is_refused_for_a_next_token_loss():
+    text = data_lib.make("text", text="abcdefgh" * 40, seq_length=4, batch_size=2)
+    copy = data_lib.make("copy", seq_length=5, batch_size=2)
+    adding = data_lib.make("adding", seq_length=5, batch_size=2)
+    assert models.next_token(text) and not models.next_token(copy)
+    assert not models.next_token(adding)
+    with pytest.raises(config_lib.ConfigError, match="bidirectional.*next-token"):
+        models.check_causal(_model("model.bidirectional=true"), text)
+    models.check_causal(_model(), text)
+    models.check_causal(_model("model.bidirectional=true"), copy)  # a tagger may look ahead
+
+    class Shifted:  # any dataset whose targets are its inputs one step on, whatever its kind
+        kind, model_spec = "batch", {"readout": "all", "loss": "xent"}
+
+        def train_batch(self, step):
+            ids = np.arange(12).reshape(2, 6) % 5
+            return {"inputs": ids[:, :-1], "targets": ids[:, 1:]}, True
+
+    assert models.next_token(Shifted())
+    c = config_lib.apply_overrides(
+        config_lib.get_config(), ["model.bidirectional=true", "data.seq_length=8"]
+    )
+    with pytest.raises(config_lib.ConfigError, match="bidirectional"):
+        config_lib.validate(c)  # the config's own dataset (the default corpus) is built
+
+
+TOY = '''"""toy: reads some keys.
+
+Command: none. Expected runtime: none. Expected result: none.
+"""
+from rnnlab import config as config_lib
+from rnnlab import study
+
+VARIANTS = ("default", "smoke")
+READS = ("seed", "model.hidden_size", "experiment")
+IGNORES = {"model.hidden_size": "never"}
+
+
+def get_config(variant=None):
+    c = config_lib.get_config()
+    study.with_section(c, cells=("lstm", "gru"), scale=1.0)
+    return c
+
+
+def run(config, workdir):
+    return {"cells": list(config.experiment.cells)}
+'''
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "toy.py").write_text(TOY)
+    (folder / "cells.py").write_text(TOY.replace('READS = ("seed", "model.hidden_size", '
+                                                 '"experiment")\nIGNORES = {"model.hidden_size": '
+                                                 '"never"}\n', ""))  # fmt: skip
+    monkeypatch.setenv("RNNLAB_EXPERIMENTS", str(folder))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_experiment_keys_not_read_or_set_per_run_are_refused(toy):
+    with pytest.raises(config_lib.ConfigError, match="optim.learning_rate.*reads only"):
+        registry.run("toy", ["optim.learning_rate=0.1"])
+    with pytest.raises(config_lib.ConfigError, match="model.hidden_size.*never"):
+        registry.run("toy", ["model.hidden_size=3"])
+    assert registry.run("toy", ["experiment.scale=2.0"])["cells"] == ["lstm", "gru"]
+
+
+def test_model_cell_runs_that_one_cell_where_the_experiment_picks_cells(toy):
+    assert registry.run("cells", ["model.cell=gru"], workdir=toy / "a")["cells"] == ["gru"]
+    assert registry.run("cells", ["model.cell=elman", "experiment.cells=('elman',)"],
+                        workdir=toy / "b")["cells"] == ["elman"]  # fmt: skip
+    with pytest.raises(config_lib.ConfigError, match="disagree"):
+        registry.run("cells", ["model.cell=gru", "experiment.cells=('elman',)"])
+
+
+@pytest.mark.slow  # five registry runs, each building its dataset and model first
+def test_a_workdir_of_another_experiment_or_config_is_refused(toy):
+    w = toy / "w"
+    registry.run("cells", ["experiment.scale=3.0"], workdir=w)
+    before = (w / "results.json").read_text()
+    with pytest.raises(config_lib.UserError, match="holds a run of cells.*this is toy"):
+        registry.run("toy", [], workdir=w)
+    with pytest.raises(config_lib.UserError, match="cells:smoke"):
+        registry.run("cells:smoke", [], workdir=w)
+    with pytest.raises(config_lib.UserError, match="experiment.scale: 3.0 there, 1.0 here"):
+        registry.run("cells", [], workdir=w)
+    assert (w / "results.json").read_text() == before
+    registry.run("cells", ["experiment.scale=3.0", "train.num_steps=5"], workdir=w)  # resumable
+    (toy / "file").write_text("x")
+    with pytest.raises(config_lib.UserError, match="is a file"):
+        registry.run("cells", [], workdir=toy / "file" / "sub")
+    (w / "results.json").write_text("{broken")
+    with pytest.raises(config_lib.UserError, match="results.json cannot be read"):
+        registry.run("cells", ["experiment.scale=3.0"], workdir=w)

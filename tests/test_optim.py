@@ -88,3 +88,49 @@ def test_bad_optim_config(kw, words):
         optim.make(_optim(**kw), num_steps=100)
     for w in words:
         assert w in str(info.value)
+
+
+@pytest.mark.slow  # five optimizers, op by op
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_weight_decay_changes_the_update_of_every_optimizer(name):
+    """``optim.weight_decay`` takes effect with every optimizer (issue 15: with adam it did
+    nothing): with zero gradients only the decay moves the params, toward 0 (p > 0 here)."""
+    params = {"w": jnp.ones((3, 2)), "deep": {"v": jnp.full((4,), 0.5)}}
+    zero = jax.tree.map(jnp.zeros_like, params)
+    # -0.01 entries: the decay (0.1 * p >= 0.05) outweighs them, so even adam's sign-like
+    # first step differs there
+    grads = jax.tree.map(
+        lambda p: jnp.where(jnp.arange(p.size) % 2, -0.01, 0.3).reshape(p.shape), params
+    )
+    plain, _ = optim.make(_optim(name=name, weight_decay=0.0), num_steps=10)
+    decayed, _ = optim.make(_optim(name=name, weight_decay=0.1), num_steps=10)
+    u0, _ = plain.update(zero, plain.init(params), params)
+    u1, _ = decayed.update(zero, decayed.init(params), params)
+    for a, b in zip(jax.tree.leaves(u0), jax.tree.leaves(u1), strict=True):
+        assert np.all(np.asarray(a) == 0) and np.all(np.asarray(b) < 0), name
+    g0, _ = plain.update(grads, plain.init(params), params)
+    g1, _ = decayed.update(grads, decayed.init(params), params)
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1), strict=True):
+        assert not np.allclose(np.asarray(a), np.asarray(b)), name
+
+
+def test_adamw_decay_is_decoupled_and_the_others_are_l2():
+    """adamw: p <- p - lr * (adam(g) + wd * p); the others see g + wd * p (sgd: exactly)."""
+    params = {"w": jnp.full((2,), 2.0)}
+    grads = {"w": jnp.array([0.5, -0.5])}
+    tx, _ = optim.make(
+        _optim(name="sgd", momentum=0.0, learning_rate=0.1, weight_decay=0.2, clip="none"), 10
+    )
+    u, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(u["w"], -0.1 * (grads["w"] + 0.2 * params["w"]), rtol=1e-6)
+    tx, _ = optim.make(_optim(name="adamw", learning_rate=0.1, weight_decay=0.2, clip="none"), 10)
+    u, _ = tx.update(grads, tx.init(params), params)
+    adam_step = -0.1 * np.sign(np.asarray(grads["w"]))  # the first adam step is lr * sign(g)
+    np.testing.assert_allclose(u["w"], adam_step - 0.1 * 0.2 * 2.0, rtol=1e-4)
+
+
+def test_bad_optimizer_settings_are_config_errors():
+    with pytest.raises(config_lib.ConfigError, match="optim.name"):
+        optim.make(_optim(name="adamx"), 10)
+    with pytest.raises(config_lib.ConfigError, match="optim.weight_decay"):
+        optim.make(_optim(weight_decay=-1.0), 10)

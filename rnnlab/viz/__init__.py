@@ -60,6 +60,7 @@ def render(
     about: str = "",
 ) -> pathlib.Path:
     """Run the model over ``text`` (the first :data:`ANALYSIS_CHARS`), write the page."""
+    _check_num_chars(num_chars)
     text = text[: max(num_chars, ANALYSIS_CHARS)]
     if not text:
         raise ValueError("the text to visualize is empty")
@@ -71,6 +72,11 @@ def render(
     return write_page(out, page, ranking)
 
 
+def _check_num_chars(num_chars) -> None:
+    if isinstance(num_chars, bool) or not isinstance(num_chars, int) or num_chars < 1:
+        raise ValueError(f"num_chars (--chars) must be an int >= 1, got {num_chars!r}")
+
+
 def render_workdir(
     workdir: str | os.PathLike,
     text_path: str | os.PathLike | None = None,
@@ -79,12 +85,23 @@ def render_workdir(
     out: str | os.PathLike | None = None,
 ) -> pathlib.Path:
     """The page for a trained character model (see the module docstring); returns its path."""
+    from rnnlab.config import check_text_file
     from rnnlab.data import corpora
     from rnnlab.sample import run_vocab
     from rnnlab.train import load_run
 
+    _check_num_chars(num_chars)
+    if text_path:
+        check_text_file(text_path, what="--text")  # a regular text file, before reading it
     run = load_run(workdir)
     vocab = run_vocab(run)
+    width = run.config.model.hidden_size  # the last layer's units (causal char models)
+    bad = [u for u in units or () if isinstance(u, bool) or not 0 <= u < width]
+    if bad:
+        raise ValueError(
+            f"unit (--unit) must lie in 0..{width - 1} (the last layer has {width} units), "
+            f"got {', '.join(map(str, bad))}"
+        )
     if text_path:
         text, source = corpora.read_text_file(text_path), str(text_path)
     else:
