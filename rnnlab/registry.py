@@ -222,8 +222,8 @@ def run(spec: str, overrides: list[str] | None = None, workdir=None) -> dict:
     table = summary_table(rows)
     (workdir / "summary.md").write_text(table + "\n")
     write_json(workdir / "summary.json", rows)
-    _write_comparison(workdir)
     write_json(workdir / "results.json", {**record, "results": {"points": rows, "table": table}})
+    _write_comparison(workdir)  # last: the sweep's records stand even if the figure fails
     return {"points": rows, "table": table}
 
 
