@@ -1,18 +1,19 @@
 """A/B of one engine change on the harness's char-LM step, both sides in one process.
 
-    # a constant of rnnlab.unroll changed on side B (a Python literal)
+    # a threshold of the plan (rnnlab.engine.plan.THRESHOLDS, any case) changed on side B
     python benchmarks/ab.py --set 'IN_LOOP_MAX_D={}' --cell gru --hidden 256 --embed 128
     python benchmarks/ab.py --set 'FUSED_MIN_HIDDEN=10**9' --cell lstm --hidden 128
-    # a constant of another engine module; --both sets one on both sides (here: embedded rows)
-    python benchmarks/ab.py --set 'fused.READ_AHEAD={}' --cell gru --hidden 512
+    # --both sets one on both sides (here: embedded rows); MODULE.NAME: a constant of
+    # rnnlab.engine.MODULE
+    python benchmarks/ab.py --set 'READ_AHEAD_BACKENDS=()' --cell gru --hidden 512
     python benchmarks/ab.py --set 'IN_LOOP_MAX_D={}' --both 'FOLD_EMBEDDING=False' --hidden 512
-    # side A runs an older rnnlab/fused.py (side B: the working tree)
-    git show HEAD~1:rnnlab/fused.py > /tmp/fused_old.py
+    # side A runs an older rnnlab/engine/loops/fused.py (its run; side B: the working tree)
+    git show HEAD~1:rnnlab/engine/loops/fused.py > /tmp/fused_old.py
     python benchmarks/ab.py --old-fused /tmp/fused_old.py --cell lstm --hidden 512
     # side B's cells take bfloat16 matmul operands (cell option matmul_dtype)
     python benchmarks/ab.py --matmul-dtype bfloat16 --cell lstm --hidden 512
     # a field of the workload spec on both sides (here: both in bf16, a constant on side B)
-    python benchmarks/ab.py --spec matmul_dtype=bfloat16 --set 'fused.READ_AHEAD={}' --cell gru
+    python benchmarks/ab.py --spec matmul_dtype=bfloat16 --set 'READ_AHEAD_BACKENDS=()' --cell gru
     # side A runs an older cell file (here the LSTM of commit 8f230fa)
     git show 8f230fa:rnnlab/cells/lstm.py > /tmp/lstm_old.py
     python benchmarks/ab.py --old-cell /tmp/lstm_old.py --cell lstm --hidden 512
@@ -41,9 +42,13 @@ def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument(
-        "--set", metavar="NAME=VALUE", help="a constant of rnnlab.unroll (or fused.NAME) on side B"
+        "--set",
+        metavar="NAME=VALUE",
+        help="a threshold of rnnlab.engine.plan (or MODULE.NAME of rnnlab.engine) on side B",
     )
-    which.add_argument("--old-fused", metavar="PATH", help="an older rnnlab/fused.py for side A")
+    which.add_argument(
+        "--old-fused", metavar="PATH", help="an older rnnlab/engine/loops/fused.py for side A"
+    )
     which.add_argument(
         "--old-cell", metavar="PATH", help="an older rnnlab/cells/<--cell>.py for side A"
     )
@@ -76,20 +81,23 @@ def main(argv=None) -> None:
     devices.reexec_with_tcmalloc(
         [sys.executable, str(pathlib.Path(__file__).resolve()), *sys.argv[1:]]
     )
-    import rnnlab.unroll  # noqa: F401  (the module; the package exports the function)
     from benchmarks.common import Spec, median, time_interleaved
     from benchmarks.rnnlab_system import RnnlabSystem
+    from rnnlab.engine import loops
+    from rnnlab.engine import plan as engine_plan
 
-    engine = sys.modules["rnnlab.unroll"]
+    thresholds = _Items(engine_plan.THRESHOLDS, "rnnlab.engine.plan.THRESHOLDS")
     fields = dict(f.split("=", 1) for f in args.spec)
     spec = Spec(cell=args.cell, hidden=args.hidden, embed=args.embed, **fields)
 
-    def target(spec_: str):  # "NAME=VALUE" or "fused.NAME=VALUE" -> (module, NAME, value)
+    def target(spec_: str):  # "NAME=VALUE" or "MODULE.NAME=VALUE" -> (module, NAME, value)
         name, _, value = spec_.partition("=")
-        module = engine
+        module = thresholds
         if "." in name:
             where, name = name.rsplit(".", 1)
-            module = importlib.import_module(f"rnnlab.{where}")
+            module = importlib.import_module(f"rnnlab.engine.{where}")
+        else:
+            name = name.lower()
         if not hasattr(module, name):
             raise SystemExit(f"{spec_}: {module.__name__} has no constant {name!r}")
         return module, name, eval(value, {})  # noqa: S307
@@ -112,7 +120,8 @@ def main(argv=None) -> None:
         sys.modules["rnnlab_old"] = old  # Flax's dataclass transform looks the module up
         found.loader.exec_module(old)
         if args.old_fused:
-            sides = {"A": (engine, "fused", old), "B": (engine, "fused", engine.fused)}
+            runs = _Items(loops.LOOPS, "rnnlab.engine.loops.LOOPS")
+            sides = {"A": (runs, "fused", old.run), "B": (runs, "fused", loops.LOOPS["fused"])}
         else:  # the registry imports the cell's module and returns its Cell: swap that
             from rnnlab import cells
 
@@ -143,6 +152,21 @@ def main(argv=None) -> None:
     for work in ("train_step", "forward", "probe"):
         a, b = median(times[(work, "A")]) * 1e3, median(times[(work, "B")]) * 1e3
         print(f"| {work} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+
+
+class _Items:
+    """A dict's entries as attributes, so the A/B swaps thresholds as it swaps constants."""
+
+    def __init__(self, items: dict, name: str):
+        vars(self).update(_items=items, __name__=name)
+
+    def __getattr__(self, name):
+        if name not in self._items:
+            raise AttributeError(name)
+        return self._items[name]
+
+    def __setattr__(self, name, value):
+        self._items[name] = value
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def main(argv=None) -> None:
     import jax
     import jax.numpy as jnp
 
-    from rnnlab.unroll import make_cell, unroll
+    from rnnlab.engine import make_cell, unroll
 
     clock = time.process_time if args.clock == "process" else time.perf_counter
     print(

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from benchmarks.common import Spec, batch
-from rnnlab.unroll import RNN, Embedded
+from rnnlab import RNN, Embedded
 
 
 class BenchLM(nn.Module):

@@ -4,7 +4,7 @@
 
 Forward + backward of ``rnnlab.unroll`` (H=64, B=16, D=64), medians of interleaved repeats
 (both scans see the same machine load), T in {64, 256, 1024, 4096}. ``scan="auto"`` in
-``rnnlab/unroll.py`` (``ASSOCIATIVE_MIN_T``) is set from what this prints.
+``rnnlab/engine/plan.py`` (``THRESHOLDS["associative_min_t"]``) is set from what this prints.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.unroll import make_cell, unroll
+from rnnlab.engine import make_cell, unroll
 
 H, B, D = 64, 16, 64
 LENGTHS = (64, 256, 1024, 4096)

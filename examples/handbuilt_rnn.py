@@ -35,7 +35,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.unroll import make_cell, unroll
+from rnnlab.engine import make_cell, unroll
 
 W_X = [[1.0, 1.0, -1.0]]  # [D=1, H=3]
 B_H = [0.0, 0.0, 0.0]

@@ -51,9 +51,27 @@ class Cell(nn.Module):
 
     def step(self, carry, xp_t):
         """``((c, h) [B, H] each, xp_t [B, 4H]) -> ((c, h), h)``: one time step."""
-        c, h, w_h, p, xp_t = promote_dtype(*carry, self.w_h, self.peephole, xp_t, dtype=self.dtype)
+        w_h, h = promote_dtype(self.w_h, carry[1], dtype=self.dtype)
+        return self.gates(carry, xp_t, h @ w_h)
+
+    # The fused-backward contract (docs/engine.md): step(carry, xp_t) == gates(carry, xp_t,
+    # recurrent_state(carry) @ W_h + b_h). With it, backward="auto" takes the fused backward
+    # from H = 64 (rnnlab explain shows it); the peepholes, read by the gates, get their
+    # gradient summed over the steps of the backward scan.
+    def recurrent_kernel(self):
+        """``(W_h [H, 4H], b_h=None)``, in the computation dtype."""
+        (w_h,) = promote_dtype(self.w_h, dtype=self.dtype)
+        return w_h, None
+
+    def recurrent_state(self, carry):
+        """The part of the carry that multiplies ``W_h``: ``h`` of ``(c, h)``."""
+        return carry[1]
+
+    def gates(self, carry, xp_t, hr_t):
+        """The step given ``hr_t = h_{t-1} @ W_h [B, 4H]``: ``((c, h), h)``."""
+        c, p, xp_t, hr_t = promote_dtype(carry[0], self.peephole, xp_t, hr_t, dtype=self.dtype)
         p_i, p_f, p_o = (jnp.broadcast_to(w, c.shape) for w in p)  # explicit [H] -> [B, H]
-        i, f, g, o = jnp.split(xp_t + h @ w_h, 4, axis=-1)
+        i, f, g, o = jnp.split(xp_t + hr_t, 4, axis=-1)
         c = jax.nn.sigmoid(f + p_f * c) * c + jax.nn.sigmoid(i + p_i * c) * jnp.tanh(g)
         h = jax.nn.sigmoid(o + p_o * c) * jnp.tanh(c)
         return (c, h), h

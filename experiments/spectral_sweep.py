@@ -60,7 +60,7 @@ import numpy as np
 
 from rnnlab import config as config_lib
 from rnnlab import probes, study
-from rnnlab.unroll import make_cell
+from rnnlab.engine import make_cell
 from rnnlab.viz import plots
 
 VARIANTS = ("default", "smoke")

@@ -3,13 +3,15 @@
 Public API (shape legend: B batch, T time, D input, H hidden, V vocab):
 
 * :mod:`rnnlab.cells` -- the cell registry (``names()``, ``get(name)``, ``register``);
-* :class:`rnnlab.RNN` and :func:`rnnlab.unroll` -- the engine (one ``lax.scan`` over time);
+* :mod:`rnnlab.engine` -- the engine: :class:`rnnlab.RNN` (the layer) and :func:`rnnlab.unroll`
+  (one layer, one direction), each layer run by the loop its plan names
+  (:mod:`rnnlab.engine.plan`); :func:`rnnlab.explain` prints the plans of a model;
   :class:`rnnlab.Embedded` -- token ids ``[B, T]`` into an embedding table ``[V, D]`` as input;
 * :mod:`rnnlab.interop` -- load PyTorch ``nn.RNN``/``nn.LSTM``/``nn.GRU`` weights.
 """
 
 from rnnlab import cells
-from rnnlab.unroll import RNN, Embedded, RNNOutput, unroll
+from rnnlab.engine import RNN, Embedded, RNNOutput, explain, unroll
 
-__all__ = ["RNN", "Embedded", "RNNOutput", "cells", "unroll"]
+__all__ = ["RNN", "Embedded", "RNNOutput", "cells", "explain", "unroll"]
 __version__ = "0.1.0"

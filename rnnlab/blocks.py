@@ -50,7 +50,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rnnlab.unroll import check_params, make_cell, unroll
+from rnnlab.engine import make_cell, unroll
+from rnnlab.engine.inputs import check_params
 
 NORMS = ("rms", "layer")
 READOUTS = ("all", "last", "mean")

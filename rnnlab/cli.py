@@ -3,6 +3,7 @@
     rnnlab list                                   experiments, one line each, with variants
     rnnlab run NAME[:VARIANT] [key=value ...]     run one experiment into a workdir
     rnnlab show WORKDIR                           a run's headline figures
+    rnnlab explain WORKDIR | NAME[:VARIANT] [k=v]  the engine's plan of every layer
     rnnlab sample WORKDIR [--temperature ...]     generate text from a trained char model
     rnnlab viz WORKDIR [--text FILE]              hidden-unit HTML page + feature finder
     rnnlab data tinyshakespeare                   download (checksum-verified, cached) a corpus
@@ -40,6 +41,61 @@ def _parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print a run's headline figures")
     show.add_argument("workdir")
+
+    explain = sub.add_parser(
+        "explain", help="the engine's plan of every layer: of a run, or of an experiment's model"
+    )
+    explain.add_argument("target", help="a run's WORKDIR, or NAME[:VARIANT] (see `rnnlab list`)")
+    explain.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+    sample = sub.add_parser("sample", help="generate text from a trained character model")
+    sample.add_argument("workdir")
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--prime", default="", help="text that warms up the state first")
+    sample.add_argument("--length", type=int, default=2000)
+    sample.add_argument(
+        "--top-k", type=int, default=0, help="sample among the k likeliest (0: all)"
+    )
+    sample.add_argument("--argmax", action="store_true", help="greedy: always the likeliest")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--warmup",
+        type=int,
+        default=1000,
+        help="warm the state on the last N training characters first (0: cold start)",
+    )
+
+    viz = sub.add_parser("viz", help="hidden-unit HTML page and feature finder")
+    viz.add_argument("workdir")
+    viz.add_argument("--text", help="text file to run over (default: a held-out slice)")
+    viz.add_argument(
+        "--unit",
+        type=int,
+        action="append",
+        help="unit(s) to show (default: the finder's best units)",
+    )
+    viz.add_argument("--chars", type=int, default=3000, help="how many characters to show")
+    viz.add_argument("--out", help="output HTML path (default WORKDIR/viz/index.html)")
+
+    export = sub.add_parser("export", help="jax.export a trained char model's single step")
+    export.add_argument("workdir")
+    export.add_argument("--out", help="artifact path (default WORKDIR/export/step.jax)")
+    export.add_argument("--batch", type=int, default=1, help="the batch the artifact takes")
+
+    stream = sub.add_parser("stream", help="feed stdin to a char model as it arrives")
+    stream.add_argument("workdir")
+    stream.add_argument(
+        "--surprise", action="store_true", help="print -log2 p per character (bits)"
+    )
+    stream.add_argument("--length", type=int, default=80, help="continuation characters")
+    stream.add_argument("--temperature", type=float, default=1.0)
+    stream.add_argument("--seed", type=int, default=0)
+    stream.add_argument(
+        "--warmup",
+        type=int,
+        default=1000,
+        help="warm the state on the last N training characters first (0: cold start)",
+    )
 
     sample = sub.add_parser("sample", help="generate text from a trained character model")
     sample.add_argument("workdir")
@@ -128,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.data:
                 overrides.append(f"data.path={args.data}")
             registry.run(args.experiment, overrides, workdir=args.workdir)
+        elif args.command == "explain":
+            print("\n".join(_explain(args.target, list(args.overrides))))
         elif args.command == "show":
             from rnnlab import registry
 
@@ -202,6 +260,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rnnlab {args.command}: {err}", file=sys.stderr)
         return err.exit_code
     return 0
+
+
+def _explain(target: str, overrides: list[str]) -> list[str]:
+    """The plan lines of a run's workdir (its plan.json), or of experiment ``target``'s model on
+    its first training batch (nothing is trained or compiled)."""
+    import pathlib
+
+    from rnnlab.engine import explainer
+
+    if pathlib.Path(target, "plan.json").is_file():
+        if overrides:
+            raise ValueError(f"a workdir's plan takes no overrides, got {overrides}")
+        return explainer.explain_workdir(target)
+    if pathlib.Path(target).is_dir():
+        return explainer.explain_workdir(target)  # names what is missing
+    from rnnlab import data, models, registry, train
+
+    module, variant = registry.parse_spec(target)
+    name = target.split(":")[0].replace("_", "-")
+    config = registry.resolve(module, module.get_config(variant), overrides, name=name)
+    dataset = data.make(config.data.name, **train.data_kwargs(config))
+    model = models.build(config.model, dict(dataset.model_spec))
+    first, _ = dataset.train_batch(0)
+    return explainer.explain(model, first)
 
 
 def entry() -> None:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab import cells as cell_registry
-from rnnlab.unroll import RNN, make_cell, unroll
+from rnnlab.engine import RNN, make_cell, unroll
 
 B, T, D, H = 2, 5, 3, 4
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"

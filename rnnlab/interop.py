@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rnnlab.unroll import RNN
+from rnnlab.engine import RNN
 
 KINDS = {"rnn": "elman", "lstm": "lstm", "gru": "gru"}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # G = GATES[kind] * H

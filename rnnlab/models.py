@@ -31,8 +31,8 @@ import numpy as np
 
 from rnnlab.blocks import BlockModel
 from rnnlab.captioning import Captioner
+from rnnlab.engine import RNN, Embedded, RNNOutput
 from rnnlab.seq2seq import Conditional, Seq2Seq
-from rnnlab.unroll import RNN, Embedded, RNNOutput
 
 READOUTS = ("all", "last", "mean")
 LOSSES = ("xent", "mse")

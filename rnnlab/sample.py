@@ -7,7 +7,7 @@ Given a trained :func:`rnnlab.models.CharLM` (``tokens [B, T] -> logits [B, T, V
    new character. With neither, generation starts from the zero state with a newline as the
    (unprinted) prime when the vocabulary has one, else from a uniform first character
    (sample.lua's choice);
-2. ``jax.lax.scan`` over the ``length`` new characters: draw ``x_t`` from
+2. the engine's step loop (:func:`rnnlab.engine.step_loop`) over the ``length`` new characters: draw ``x_t`` from
    ``softmax(logits / temperature)`` (restricted to the ``top_k`` likeliest when ``top_k > 0``;
    the likeliest when ``argmax``), then one model step on ``x_t`` gives the next logits.
 
@@ -38,6 +38,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from rnnlab.engine import step_loop
 
 
 def _check(temperature: float, top_k: int, length: int, argmax: bool) -> None:
@@ -98,7 +100,7 @@ def _generate(static_model, variables, prime, key, temperature, *, length, top_k
         logits, carry, _ = model.apply(variables, x[:, None], carry)  # [B, 1, V]
         return (carry, logits[:, 0]), x
 
-    _, xs = jax.lax.scan(step, (carry, logits), jnp.arange(length))  # xs [length, B]
+    _, xs = step_loop(step, (carry, logits), length=length)  # xs [length, B]: the engine's
     return xs.T
 
 

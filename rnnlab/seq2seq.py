@@ -7,7 +7,8 @@ Token ids: ``PAD = 0``, ``BOS = 1``, ``EOS = 2`` (:mod:`rnnlab.data.strings` use
 * :class:`Seq2Seq` (Sutskever et al. 2014; Cho et al. 2014): the encoder is the engine's
   :class:`rnnlab.RNN` over the embedded source (``seq_lengths`` masking, optional bidirectional
   and stacked); the decoder starts from the encoder's final carry and runs one cell of the same
-  kind, token by token, reusing the cell's ``step`` inside ``jax.lax.scan``. Optional Bahdanau
+  kind, token by token, reusing the cell's ``step`` inside the engine's step loop
+  (:func:`rnnlab.engine.step_loop`). Optional Bahdanau
   additive attention (Bahdanau, Cho & Bengio 2015), with ``m_j`` the encoder outputs::
 
       e_tj = v . tanh(W_q q_{t-1} + W_k m_j + b),   alpha_t = softmax_j(e_t) (masked to S_b)
@@ -20,7 +21,7 @@ Token ids: ``PAD = 0``, ``BOS = 1``, ``EOS = 2`` (:mod:`rnnlab.data.strings` use
   of a class ``c`` and fed ``embed(c)`` at every step beside the previous token.
 
 Training uses teacher forcing (``loss``); decoding is :meth:`Seq2Seq.greedy`,
-:meth:`Seq2Seq.beam_search` and :meth:`Conditional.generate`: fixed-length ``lax.scan`` loops
+:meth:`Seq2Seq.beam_search` and :meth:`Conditional.generate`: fixed-length step loops
 (no Python per-token dispatch); after ``EOS`` a sequence emits ``PAD``.
 """
 
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import cells as cell_registry
-from rnnlab.unroll import RNN
+from rnnlab.engine import RNN, step_loop
 
 PAD, BOS, EOS = 0, 1, 2
 NEG = -1e9  # a finite "minus infinity": -inf - -inf would be NaN in beam bookkeeping
@@ -126,7 +127,7 @@ def decode(step_fn, carry, embed, T: int, *, rng=None, temperature: float = 1.0)
         return (carry, tok, done | (tok == EOS)), tok
 
     init = (carry, jnp.full((B,), BOS, jnp.int32), jnp.zeros((B,), bool))
-    _, toks = jax.lax.scan(body, init, jnp.arange(T))
+    _, toks = step_loop(body, init, length=T)  # the engine's step loop
     return toks.T
 
 
@@ -135,7 +136,7 @@ def teacher_forced(step_fn, carry, embed, targets) -> jax.Array:
     B = targets.shape[0]
     prev = jnp.concatenate([jnp.full((B, 1), BOS, targets.dtype), targets[:, :-1]], axis=1)
     xs = jnp.swapaxes(embed[prev], 0, 1)  # [T, B, E]
-    _, logits = jax.lax.scan(lambda c, x: step_fn(c, x), carry, xs)
+    _, logits = step_loop(step_fn, carry, xs)
     return jnp.swapaxes(logits, 0, 1)
 
 
@@ -286,7 +287,7 @@ class Seq2Seq(nn.Module):
             jnp.zeros((B, K), bool),
             jnp.full((B, K), BOS, jnp.int32),
         )
-        (_, toks, scores, _, _), _ = jax.lax.scan(body, init, jnp.arange(T))
+        (_, toks, scores, _, _), _ = step_loop(body, init, length=T)
         if length_penalty:
             lengths = jnp.maximum((toks != PAD).sum(-1), 1).astype(jnp.float32)
             scores = scores / lengths**length_penalty

@@ -50,6 +50,7 @@ from rnnlab import data as data_lib
 from rnnlab import metrics as metrics_lib
 from rnnlab import workdir as workdir_lib
 from rnnlab.devices import data_mesh, initialize_distributed, shard_batch
+from rnnlab.engine import explainer as engine_explainer
 from rnnlab.steps import jitted_steps, make_steps, optax_norm  # noqa: F401 (public here too)
 
 # keys that may change between a run and its resumption (they do not change what is computed)
@@ -282,6 +283,8 @@ def train_and_evaluate(
     # one writer per workdir: only the writing process of a multi-host run takes the lock
     lock = workdir_lib.WorkdirLock(path).acquire() if active else None
     try:
+        if active:  # the engine's plan of every layer: printed first, and kept as plan.json
+            engine_explainer.record_run(model, first, path)
         with _StopSignals() as stop:
             files = {"config.json": config_json, "data.json": data_json}
             summary, start = _train(config, model, dataset, mesh, path, hooks, stop, files, first)

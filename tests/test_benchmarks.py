@@ -52,7 +52,7 @@ def test_ab_rejects_an_unknown_constant(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode != 0
-    assert "rnnlab.unroll has no constant 'NO_SUCH'" in out.stderr
+    assert "rnnlab.engine.plan.THRESHOLDS has no constant 'no_such'" in out.stderr
 
 
 def test_ab_compares_an_older_cell_file(tmp_path):

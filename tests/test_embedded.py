@@ -1,23 +1,21 @@
-"""Token inputs (rnnlab.unroll.Embedded) and the read-ahead scan (rnnlab.fused.scan_ahead).
+"""Token inputs (rnnlab.Embedded) and the read-ahead scan (rnnlab.engine.loops.common).
 
 ``Embedded(ids, table)`` must give what the embedded rows ``table[ids]`` give, values and
 gradients (to the params, the table, the carry and a carry perturbation), on every path: the
 fused backward with the in-loop gather or the hoisted one, the autodiff scan, chunked remat.
 """
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnnlab import fused
+from rnnlab.engine import RNN, Embedded, loops, make_cell, unroll
+from rnnlab.engine import plan as plan_lib
+from rnnlab.engine.loops import common
 from rnnlab.models import CharLM
-from rnnlab.unroll import RNN, Embedded, make_cell, unroll
 
 B, T, V, D, H = 3, 7, 11, 5, 6  # V < T*B: the table is projected, not the tokens
-engine = importlib.import_module("rnnlab.unroll")  # the module (rnnlab.unroll is the function)
 
 
 def setup(name):
@@ -62,7 +60,7 @@ PATHS = {
 def test_embedded_equals_embedded_rows(name, path, monkeypatch):
     kw = dict(PATHS[path])
     if kw.pop("hoisted", False):
-        monkeypatch.setattr(engine, "IN_LOOP_MAX_D", {})
+        monkeypatch.setitem(plan_lib.THRESHOLDS, "in_loop_max_d", {})
     kw |= {"seq_lengths": jnp.array([5, 7, 0]), "reverse": True}
     cell, params, ids, table, carry, key = setup(name)
     want = grads(
@@ -82,16 +80,17 @@ def test_embedded_equals_embedded_rows(name, path, monkeypatch):
 
 @pytest.mark.slow
 def test_the_engine_projects_the_table_only_when_it_is_smaller(monkeypatch):
-    """V < T*B: fused.scan gathers from the projected table ("ids"); else the rows go as usual."""
+    """V < T*B: the fused loop gathers from the projected table ("ids"); else the rows go as
+    usual."""
     seen = []
-    real = fused.scan
-    monkeypatch.setattr(fused, "scan", lambda *a, **k: seen.append(set(a[3])) or real(*a, **k))
+    real = loops.LOOPS["fused"]
+    monkeypatch.setitem(loops.LOOPS, "fused", lambda *a: seen.append(a[3].kind) or real(*a))
     cell, params, ids, table, carry, _ = setup("lstm")
     unroll(cell, params, Embedded(ids, table), backward="fused")
     unroll(cell, params, Embedded(ids[:1, :5], table), backward="fused")  # V=11 >= 5 tokens
-    monkeypatch.setattr(engine, "IN_LOOP_MAX_D", {})  # no in-loop inputs on this backend
+    monkeypatch.setitem(plan_lib.THRESHOLDS, "in_loop_max_d", {})  # no in-loop inputs here
     unroll(cell, params, Embedded(ids, table), backward="fused")
-    assert seen == [{"ids", "table"}, {"x"}, {"xp"}]
+    assert seen == ["ids", "x", "xp"]
 
 
 @pytest.mark.slow
@@ -103,7 +102,7 @@ def test_charlm_reads_tokens_as_embedded_ids(monkeypatch):
     params = model.init(jax.random.PRNGKey(2), batch["inputs"])
     loss = lambda p: model.apply(p, batch, method="loss")[0]
     folded = jax.value_and_grad(loss)(params)
-    monkeypatch.setattr(engine, "FOLD_EMBEDDING", False)
+    monkeypatch.setitem(plan_lib.THRESHOLDS, "fold_embedding", False)
     plain = jax.value_and_grad(loss)(params)
     np.testing.assert_allclose(folded[0], plain[0], rtol=1e-6)
     assert_close(folded[1], plain[1])
@@ -124,7 +123,7 @@ def test_embedded_errors():
 @pytest.mark.parametrize("ahead", [("a", "ids"), ("a",)])  # load reads "ids" early, or in step
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("steps", [1, 6])
-def test_scan_ahead_equals_lax_scan(reverse, steps, ahead, monkeypatch):
+def test_scan_ahead_equals_lax_scan(reverse, steps, ahead):
     xs = {
         "a": jax.random.normal(jax.random.PRNGKey(0), (steps, 2, 3)),
         "ids": jnp.arange(steps * 2).reshape(steps, 2) % 4,
@@ -138,9 +137,8 @@ def test_scan_ahead_equals_lax_scan(reverse, steps, ahead, monkeypatch):
         return c, c.sum()
 
     want = jax.lax.scan(lambda c, x: f(c, load(x)), jnp.ones((2, 3)), xs, reverse=reverse)
-    for on in (True, False):
-        monkeypatch.setattr(fused, "READ_AHEAD", {jax.default_backend(): on})
-        got = fused.scan_ahead(f, jnp.ones((2, 3)), xs, ahead=ahead, reverse=reverse, load=load)
+    for early in (ahead, ()):  # read ahead, or not (the plan's read_ahead)
+        got = common.scan_ahead(f, jnp.ones((2, 3)), xs, ahead=early, reverse=reverse, load=load)
         assert_close(got, want, 1e-6)
 
 

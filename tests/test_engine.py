@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import rnnlab
-from rnnlab.unroll import RNN, unroll
+from rnnlab.engine import RNN, unroll
 
 B, T, D, H = 3, 6, 3, 4
 LENGTHS = jnp.array([T, 4, 1])

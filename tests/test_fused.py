@@ -1,23 +1,25 @@
-"""The fused backward (rnnlab.fused) against the autodiff scan: the reference.
+"""The fused backward (rnnlab.engine.loops.fused) against the autodiff scan: the reference.
 
 Every cell that supports the fast path is checked, with masking (seq_lengths), reverse, carry
 perturbation (the dL/dh_t probe), return_states and remat; float32 to 1e-5, float64 tighter.
 """
-
-import importlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnnlab import cells, fused
-from rnnlab.unroll import RNN, make_cell, unroll
+from rnnlab import cells
+from rnnlab.engine import RNN, loops, make_cell, unroll
+from rnnlab.engine import plan as plan_lib
+from rnnlab.engine.contract import capabilities
 
 B, T, D, H = 3, 7, 5, 6
-unroll_module = importlib.import_module(
-    "rnnlab.unroll"
-)  # the module (rnnlab.unroll is the function)
+
+
+def loop_of(cell, backward="auto"):
+    """The loop the plan gives ``cell`` on ``[B, T, D]`` inputs."""
+    return plan_lib.plan(cell, (B, T, D), options=plan_lib.Options(backward=backward)).loop
 
 
 def fused_cells():
@@ -27,39 +29,39 @@ def fused_cells():
             cell = make_cell(name, H)
         except Exception:  # a cell that needs options it cannot default
             continue
-        if fused.supports(cell):
+        if capabilities(cell).fused:
             out.append(name)
     return out
 
 
 @pytest.mark.slow
 def test_narrow_inputs_are_projected_in_the_fused_loop(monkeypatch):
-    """The engine hands fused.scan raw inputs ("x") when D is narrow, the projection otherwise."""
+    """The plan hands the fused loop raw inputs ("x") when D is narrow, the projection else."""
     seen = []
-    real = fused.scan
+    real = loops.LOOPS["fused"]
 
-    def spy(cell, params, carry, inputs, **kw):
-        seen.append(set(inputs))
-        return real(cell, params, carry, inputs, **kw)
+    def spy(cell, params, carry, feed, plan):
+        seen.append(feed.kind)
+        return real(cell, params, carry, feed, plan)
 
-    monkeypatch.setattr(fused, "scan", spy)
-    monkeypatch.setattr(unroll_module, "IN_LOOP_MAX_D", {jax.default_backend(): D})
+    monkeypatch.setitem(loops.LOOPS, "fused", spy)
+    monkeypatch.setitem(plan_lib.THRESHOLDS, "in_loop_max_d", {jax.default_backend(): D})
     cell, params, xs, carry, _ = setup("lstm")
     unroll(cell, params, xs, carry, backward="fused")
-    monkeypatch.setattr(unroll_module, "IN_LOOP_MAX_D", {jax.default_backend(): D - 1})
+    monkeypatch.setitem(plan_lib.THRESHOLDS, "in_loop_max_d", {jax.default_backend(): D - 1})
     unroll(cell, params, xs, carry, backward="fused")
-    assert seen == [{"x"}, {"xp"}]
+    assert seen == ["x", "xp"]
 
 
 def test_builtin_dense_cells_support_the_fast_path():
     assert {"elman", "lstm", "gru"} <= set(fused_cells())
-    assert not fused.supports(make_cell("gru", H, {"convention": "cho"}))
-    assert not fused.supports(make_cell("jordan", H))
-    # backward="auto" takes the fused path for large enough hidden sizes only
-    big = unroll_module.FUSED_MIN_HIDDEN
-    assert unroll_module._fused_backward("auto", make_cell("lstm", big))
-    assert not unroll_module._fused_backward("auto", make_cell("lstm", big - 1))
-    assert unroll_module._fused_backward("fused", make_cell("lstm", 4))
+    assert not capabilities(make_cell("gru", H, {"convention": "cho"})).fused
+    assert not capabilities(make_cell("jordan", H)).fused
+    # backward="auto" takes a fused backward (XLA or native) for large enough hidden sizes only
+    big = plan_lib.THRESHOLDS["fused_min_hidden"]
+    assert loop_of(make_cell("lstm", big)) in ("fused", "native")
+    assert loop_of(make_cell("lstm", big - 1)) == "autodiff"
+    assert loop_of(make_cell("lstm", 4), "fused") == "fused"
 
 
 def setup(name, dtype=jnp.float32, seed=0):
@@ -125,7 +127,7 @@ OPTIONS = {
         "return_states": True,
     },
     "remat": {"remat": True},
-    # D=5 is projected inside the fused loop (IN_LOOP_MAX_D); this one forces the hoisted path
+    # D=5 is projected inside the fused loop (THRESHOLDS["in_loop_max_d"]); this one forces the hoisted path
     "hoisted_masked_perturb": {"seq_lengths": jnp.array([5, 7, 0]), "perturb": True},
 }
 
@@ -135,7 +137,7 @@ OPTIONS = {
 @pytest.mark.slow
 def test_fused_gradients_equal_autodiff_float32(name, option, monkeypatch):
     if option.startswith("hoisted"):
-        monkeypatch.setattr(unroll_module, "IN_LOOP_MAX_D", {})
+        monkeypatch.setitem(plan_lib.THRESHOLDS, "in_loop_max_d", {})
     cell, params, xs, carry, key = setup(name)
     kw = OPTIONS[option]
     ref_val, ref = loss_and_grads(cell, params, xs, carry, key, "autodiff", **dict(kw))
@@ -170,7 +172,7 @@ def test_rnn_layer_option_and_errors():
         unroll(make_cell("gru", H), params["params"]["layer_0"]["fwd"], x, backward="fast")
     jordan = make_cell("jordan", H)
     jp = jordan.init(jax.random.PRNGKey(0), jordan.initialize_carry(None, (B, D)), x[:, 0])
-    with pytest.raises(ValueError, match="dense-recurrence"):
+    with pytest.raises(ValueError, match="fused-backward contract"):
         unroll(jordan, jp, x, backward="fused")
     unroll(jordan, jp, x, backward="auto")  # falls back to autodiff
 

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnnlab.unroll import RNN, choose_scan, make_cell, unroll
+from rnnlab.engine import RNN, make_cell, unroll
+from rnnlab.engine import plan as plan_lib
 
 LINEAR = ("mingru", "minlstm", "lru")
 B, T, D, H = 3, 7, 4, 5
@@ -82,12 +83,16 @@ def test_rnn_layer_scan_option_and_auto_choice():
         params = layer.init(jax.random.key(2), x)
         outs[scan] = jax.jit(layer.apply)(params, x).outputs
     np.testing.assert_allclose(outs["sequential"], outs["associative"], atol=1e-5)
-    assert choose_scan(make_cell("indrnn", 4), 10**6) == "sequential"  # non-linear: never
-    assert choose_scan(make_cell("mingru", 4), 10**6, "sequential") == "sequential"
+    loop = lambda name, T, scan="auto": (
+        plan_lib.plan(make_cell(name, 4), (2, T, 3), options=plan_lib.Options(scan=scan)).loop
+    )
+    assert loop("indrnn", 10**6) == "autodiff"  # non-linear: never associative
+    assert loop("mingru", 10**6, "sequential") == "autodiff"
+    assert loop("mingru", 8, "associative") == "associative"
     with pytest.raises(ValueError, match="linear in its state"):
-        choose_scan(make_cell("indrnn", 4), 8, "associative")
+        loop("indrnn", 8, "associative")
     with pytest.raises(ValueError, match="scan must be one of"):
-        choose_scan(make_cell("mingru", 4), 8, "parallel")
+        loop("mingru", 8, "parallel")
 
 
 @pytest.mark.slow
@@ -130,7 +135,11 @@ def test_indrnn_bound_and_init():
     params = cell.init(jax.random.key(4), cell.initialize_carry(None, (1, 2)), x)
     u = params["params"]["u"]
     assert np.all((u >= 1 / bound - 1e-6) & (u <= bound + 1e-6))
-    # A too-large u is clipped to the bound in the forward pass: h_t = bound * h_{t-1} (+ 0).
+    # With bound="forward_clip" a too-large u is clipped in the forward pass:
+    # h_t = bound * h_{t-1} (+ 0). (The default projects after each update: tests/test_new_cells.py.)
+    cell = make_cell(
+        "indrnn", 16, {"max_len": T_max, "recurrent_init": "long", "bound": "forward_clip"}
+    )
     params = jax.tree.map(lambda v: v, params)
     params["params"]["u"] = jnp.full((16,), 5.0)
     params["params"]["input"]["bias"] = jnp.zeros((16,))

@@ -14,7 +14,7 @@ import pytest
 from test_train import tiny_config, tiny_text
 
 from rnnlab import cells, train
-from rnnlab.unroll import RNN
+from rnnlab.engine import RNN
 
 DENSE = ("elman", "lstm", "gru")
 B, T, D, H = 3, 9, 5, 64

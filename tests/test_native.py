@@ -1,12 +1,12 @@
-"""The native LSTM, GRU and Elman loops (rnnlab.native) against the autodiff scan, the reference:
-values and gradients equal to 1e-5 in float32, for every way the engine feeds them (projected
+"""The native LSTM, GRU and Elman loops (rnnlab.engine.loops.native) against the autodiff scan,
+the reference: values and gradients equal to 1e-5 in float32, for every way the engine feeds them (projected
 inputs, narrow inputs projected by the engine, embedded token ids), and the cases they must
 leave to XLA.
 
 The kernel needs an x86 CPU with AVX-512 (F, DQ) and a C++ compiler; where either is missing,
-``rnnlab.native.available()`` is False and the engine runs the XLA scan (tested at the end)."""
+``rnnlab.engine.kernels.available()`` is False and the plan takes the XLA scan (tested at the
+end)."""
 
-import importlib
 import shutil
 
 import jax
@@ -14,16 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnnlab import fused, native
-from rnnlab.unroll import Embedded, make_cell, unroll
-
-engine = importlib.import_module("rnnlab.unroll")  # the module (rnnlab.unroll is the function)
+from rnnlab.engine import Embedded, make_cell, unroll
+from rnnlab.engine import kernels as native
+from rnnlab.engine import plan as plan_lib
 
 needs_kernel = pytest.mark.skipif(
     not (native._cpu_has_avx512() and shutil.which("g++")),
     reason="the native kernel needs AVX-512 (F, DQ) and g++ (elsewhere the XLA scan runs: tested below)",
 )
-B, T, D, V = 5, 13, 7, 11  # T*B = 65 rows: at least fused.NATIVE_MIN_ROWS
+B, T, D, V = 5, 13, 7, 11  # T*B = 65 rows: at least THRESHOLDS['native_min_rows']
 
 
 #: name -> (cell, options): every native loop, and both Elman activations
@@ -56,6 +55,12 @@ def setup(H, seed=0, name="lstm"):
     return cell, params, xs, carry, ids, table, w_out
 
 
+def takes(cell, T=32, B=2, dtype=jnp.float32, vocab=None, **options):
+    """Whether the plan runs ``cell`` on ``[B, T, 8]`` inputs with the native kernel."""
+    options = plan_lib.Options(**options)
+    return plan_lib.plan(cell, (B, T, 8), dtype, vocab=vocab, options=options).loop == "native"
+
+
 def count_calls(monkeypatch, name, calls):
     """Append to ``calls`` whenever the native forward of cell ``name`` is traced."""
     kernel = f"{SPECS[name][0]}_forward"
@@ -86,37 +91,24 @@ def assert_close(got, want, tol=1e-5):
 
 
 def test_the_engine_hands_a_cell_to_the_kernel_only_where_it_applies():
-    """``takes_native``: the LSTM, GRU and Elman in float32 with H a multiple of 32, masked or
-    perturbed or not; not per-step remat, returned states, bf16 matmuls, another cell, or
-    RNNLAB_NATIVE=0."""
-    lstm, jordan = make_cell("lstm", 64), make_cell("jordan", 64)
-    w = jnp.zeros((64, 256))
-    carry = (jnp.zeros((2, 64)), jnp.zeros((2, 64)))
-    xp = {"xp": jnp.zeros((32, 2, 256))}
-    takes = lambda cell=lstm, w=w, carry=carry, inputs=xp, **kw: fused.takes_native(
-        cell, w, None, carry, inputs, **kw
+    """The plan: the LSTM, GRU and Elman in float32 with H a multiple of 32 (masked or perturbed
+    or not: the plan does not ask); not per-step remat, returned states, bf16 matmuls or
+    inputs, another cell, or RNNLAB_NATIVE=0 (each with its reason)."""
+    lstm = make_cell("lstm", 64)
+    assert takes(lstm) == native.available()
+    assert not takes(make_cell("jordan", 64))
+    assert takes(make_cell("elman", 64, {"activation": "relu"})) == native.available()
+    assert takes(make_cell("gru", 64)) == native.available()
+    assert not takes(make_cell("gru", 64, {"convention": "cho"}))
+    assert not takes(make_cell("lstm", 64, {"matmul_dtype": "bfloat16"}))
+    assert not takes(make_cell("lstm", 48))  # 48 units do not split into 32-wide panels
+    assert not takes(lstm, dtype=jnp.bfloat16)
+    assert not takes(lstm, states=True)
+    assert not takes(lstm, remat=True)
+    plan = plan_lib.plan(lstm, (2, 32, 8), options=plan_lib.Options(states=True))
+    assert (
+        dict(plan.declined)["native"] == "return_states was asked for (the kernels keep no states)"
     )
-    assert takes() == native.available()
-    assert not takes(cell=jordan)
-    h = carry[1]
-    elman = make_cell("elman", 64, {"activation": "relu"})
-    assert fused.takes_native(elman, w[:, :64], None, h, {"xp": xp["xp"][..., :64]}) == (
-        native.available()
-    )
-    gru_w, gru_b = jnp.zeros((64, 192)), jnp.zeros((192,))
-    assert fused.takes_native(
-        make_cell("gru", 64), gru_w, gru_b, carry[1], {"xp": jnp.zeros((32, 2, 192))}
-    ) == (native.available())
-    cho = make_cell("gru", 64, {"convention": "cho"})
-    assert not fused.takes_native(cho, gru_w, gru_b, carry[1], {"xp": jnp.zeros((32, 2, 192))})
-    assert not takes(cell=make_cell("lstm", 64, {"matmul_dtype": "bfloat16"}))
-    assert not takes(w=jnp.zeros((48, 192)))  # 48 units do not split into 32-wide panels
-    assert not takes(w=w.astype(jnp.float64) if jax.config.x64_enabled else w.astype(jnp.bfloat16))
-    assert takes(inputs=xp | {"valid": jnp.ones((32, 2), bool)}) == native.available()
-    eps = (jnp.zeros((32, 2, 64)), jnp.zeros((32, 2, 64)))
-    assert takes(inputs=xp | {"eps": eps}) == native.available()  # the dL/dh_t probes
-    assert not takes(return_states=True)
-    assert not takes(remat=True)
 
 
 @needs_kernel
@@ -143,9 +135,8 @@ def test_values_and_gradients_equal_the_autodiff_scan(monkeypatch, name, H, inpu
     cell, params, xs, carry, ids, table, w_out = setup(H, name=name)
     calls = []
     count_calls(monkeypatch, name, calls)
-    monkeypatch.setattr(
-        engine, "IN_LOOP_MAX_D", {jax.default_backend(): D if inputs == "in_loop" else 0}
-    )
+    in_loop = {jax.default_backend(): D if inputs == "in_loop" else 0}
+    monkeypatch.setitem(plan_lib.THRESHOLDS, "in_loop_max_d", in_loop)
     if inputs == "ids":
         xs = Embedded(ids, table)  # V = 11 < T*B: the kernel gathers the projected table's rows
 
@@ -263,29 +254,29 @@ def test_chunked_remat_runs_the_kernel_in_each_chunk(monkeypatch, name):
 
 
 def test_sampling_one_step_at_a_time_stays_on_xla():
-    """Fewer than NATIVE_MIN_ROWS rows T*B (sampling: one step, batch 1) take the XLA scan."""
-    w, carry = jnp.zeros((64, 256)), (jnp.zeros((1, 64)), jnp.zeros((1, 64)))
-    few = {"xp": jnp.zeros((1, 1, 256))}
-    assert not fused.takes_native(make_cell("lstm", 64), w, None, carry, few)
-    many = {"ids": jnp.zeros((fused.NATIVE_MIN_ROWS, 1), jnp.int32), "table": jnp.zeros((5, 256))}
-    assert fused.takes_native(make_cell("lstm", 64), w, None, carry, many) == native.available()
+    """Fewer than native_min_rows rows T*B (sampling: one step, batch 1) take the XLA scan."""
+    assert not takes(make_cell("lstm", 64), T=1, B=1)
+    rows = plan_lib.THRESHOLDS["native_min_rows"]
+    assert takes(make_cell("lstm", 64), T=rows, B=1, vocab=5) == native.available()
 
 
 def test_a_subclass_does_not_inherit_the_kernel():
     """A cell subclassing the LSTM may change the gate math the kernel hard-codes: it runs the
-    XLA scan unless its own class sets ``native``."""
+    XLA scan unless its own class declares the adapter."""
     from rnnlab.cells import lstm
 
     class Peephole(lstm.Cell):  # pretend: a changed update()
         pass
 
     class Declared(lstm.Cell):
-        native = "lstm"
+        native = lstm.NativeLSTM()
 
-    w, carry = jnp.zeros((64, 256)), (jnp.zeros((2, 64)), jnp.zeros((2, 64)))
-    xp = {"xp": jnp.zeros((32, 2, 256))}
-    assert not fused.takes_native(Peephole(64), w, None, carry, xp)
-    assert fused.takes_native(Declared(64), w, None, carry, xp) == native.available()
+    assert not takes(Peephole(64))
+    assert (
+        "does not declare one itself"
+        in dict(plan_lib.plan(Peephole(64), (2, 32, 8)).declined)["native"]
+    )
+    assert takes(Declared(64)) == native.available()
 
 
 @needs_kernel
@@ -353,8 +344,6 @@ def test_masked_sequences_equal_the_autodiff_scan(monkeypatch, name, reverse):
 def test_several_devices_run_the_xla_scan(monkeypatch):
     """Under a data-parallel mesh XLA would gather the batch onto every device around a custom
     call (it cannot partition one), so with more than one device the engine keeps the scan."""
-    w, carry = jnp.zeros((64, 256)), (jnp.zeros((2, 64)), jnp.zeros((2, 64)))
-    xp = {"xp": jnp.zeros((32, 2, 256))}
-    assert fused.takes_native(make_cell("lstm", 64), w, None, carry, xp) == native.available()
+    assert takes(make_cell("lstm", 64)) == native.available()
     monkeypatch.setattr(jax, "device_count", lambda *a: 2)
-    assert not fused.takes_native(make_cell("lstm", 64), w, None, carry, xp)
+    assert not takes(make_cell("lstm", 64))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from rnnlab import cells, probes
+from rnnlab.engine import make_cell
 from rnnlab.models import SequenceModel
-from rnnlab.unroll import make_cell
 
 LAMBDAS = (1.2, 0.9, 0.5, -0.3)
 

@@ -1,7 +1,7 @@
 """The cell library: a file in this folder is a registration.
 
 Every module ``rnnlab/cells/NAME.py`` (not starting with ``_``) defines a class ``Cell``, a Flax
-Linen module used *functionally* by the engine (:mod:`rnnlab.unroll`). The contract:
+Linen module used *functionally* by the engine (:mod:`rnnlab.engine`). The contract:
 
 Fields every cell accepts
     ``hidden_size: int``; ``dtype`` (computation dtype, ``None`` = promote inputs and params);
@@ -25,14 +25,15 @@ Optional, mixed precision for the dense cells (elman, lstm, gru):
                                    ``"bfloat16"``; ``None``: the computation dtype). The product
                                    accumulates, and the gates and carry stay, in the computation
                                    dtype: :func:`recurrent_matmul`. The fused backward
-                                   (:mod:`rnnlab.fused`) reads the field too.
+                                   (:mod:`rnnlab.engine.loops.fused`) reads the field too.
 
 Optional, when ``y_t`` is not itself a leaf of the new carry (LRU: ``y = Re(C x) + D u``):
     ``output(carry, xp_t)``        ``y_t`` computed from the new carry. The engine's
                                    perturbation hook adds ``eps_t`` to the carry and reads
                                    ``y_t`` from the *perturbed* carry, so ``dL/d eps_t`` is the
                                    total derivative ``dL/dh_t`` (through ``y_t`` and ``h_{t+1}``);
-                                   :func:`output_after_perturbation` implements that rule.
+                                   :func:`rnnlab.engine.loops.common.output_after_perturbation`
+                                   implements that rule.
 
 Optional, for cells whose recurrence is linear in the state (``h_t = a_t * h_{t-1} + b_t``):
     ``linear_coeffs(xp)``          ``[B, T, G] -> (a, b)`` each ``[B, T, H]``;
@@ -144,24 +145,6 @@ def register(name: str, cell: type | str | pathlib.Path) -> type:
         cell = mod.Cell
     _EXTRA[name] = cell
     return cell
-
-
-def output_after_perturbation(cell, params, carry, xp_t, y, unperturbed):
-    """``y_t`` read from the perturbed carry ``carry = unperturbed + eps_t``.
-
-    Uses the cell's ``output(carry, xp_t)`` when it has one; otherwise ``y_t`` must be one of
-    the new carry's leaves (elman, lstm, gru, jordan, ...: ``return (c, h), h``), found by
-    identity at trace time, and the same leaf of the perturbed carry is returned.
-    """
-    if hasattr(cell, "output"):
-        return cell.apply(params, carry, xp_t, method="output")
-    for raw, new in zip(jax.tree.leaves(unperturbed), jax.tree.leaves(carry), strict=True):
-        if raw is y:
-            return new
-    raise ValueError(
-        f"{type(cell).__module__}.Cell: the perturbation hook needs y_t to be a leaf of the new "
-        "carry, or an output(carry, xp_t) method that computes it from the carry"
-    )
 
 
 def unregister(name: str) -> None:

@@ -28,8 +28,37 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from rnnlab import cells, initializers
+from rnnlab.engine import kernels
+from rnnlab.engine.loops.common import last_valid
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+class NativeElman:
+    """The glue between this cell and the native Elman kernel (:mod:`rnnlab.engine.loops.native`
+    documents the adapter contract): carry ``h``, ``W_h [H, H]``, no recurrent bias; the kernel's
+    backward reads ``phi'`` off ``h_t`` (tanh: ``1 - h^2``; relu: ``h > 0``)."""
+
+    kernel = "elman"
+    gates = "h_t = phi(xp_t + h W_h), phi = tanh or relu (the cell's activation); carry h"
+
+    def forward(self, cell, w, b, xp, ids, carry, eps, *, save, extra):
+        relu = cell.activation == "relu"
+        ys, h_prev_t, h_raw = kernels.elman_forward(
+            xp, ids, w, carry, save=save, eps=eps, relu=relu
+        )
+        return ys[:, -1], ys, None, (h_prev_t, (ys, None if eps is None else h_raw))
+
+    def backward(self, cell, w, b, carry, eps, rest, d_cT, d_ys, d_stacks, ids, vocab):
+        ys, h_raw = rest
+        relu = cell.activation == "relu"
+        d_pre, d_h0, d_tab, d_e = kernels.elman_backward(
+            w, ys, d_ys, d_cT, ids=ids, vocab=vocab, h_raw=h_raw, relu=relu
+        )
+        return d_pre, d_pre, d_h0, d_tab, d_e
+
+    def final(self, carry, ys, stacks, valid):
+        return last_valid(ys, carry, valid, time_axis=1)
 
 
 class Cell(nn.Module):
@@ -79,11 +108,11 @@ class Cell(nn.Module):
         h = ACTIVATIONS[self.activation](xp_t + cells.recurrent_matmul(h, w_h, self.matmul_dtype))
         return h, h
 
-    # rnnlab.fused runs this cell's time loop as the native CPU kernel (rnnlab.native) where it
-    # applies (rnnlab.fused.takes_native): tanh or relu, both read off h_t in its backward.
-    native = "elman"
+    # The native CPU kernel for this cell's time loop, where the plan takes it
+    # (rnnlab.engine.plan): tanh or relu, both read off h_t in its backward.
+    native = NativeElman()
 
-    # Optional dense-recurrence methods (used by rnnlab.fused's fast backward):
+    # The fused-backward contract (rnnlab.engine.loops.fused; docs/engine.md):
     # step(carry, xp_t) == gates(carry, xp_t, recurrent_state(carry) @ W_h + b_h).
     def recurrent_kernel(self) -> tuple[jax.Array, None]:
         """``(W_h [H, H], b_h=None)``: the recurrent matrix, in the computation dtype."""

@@ -27,8 +27,33 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from rnnlab import cells, initializers
+from rnnlab.engine import kernels
+from rnnlab.engine.loops.common import last_valid
 
 CONVENTIONS = ("pytorch", "cho")
+
+
+class NativeGRU:
+    """The glue between this cell (``convention="pytorch"``) and the native GRU kernel
+    (:mod:`rnnlab.engine.loops.native` documents the adapter contract): carry ``h``,
+    ``W_h [H, 3H]`` and ``b_h = [0, 0, b_hn]``."""
+
+    kernel = "gru"
+    gates = "r, z, n; n = tanh(xp_n + r * (h W_hn + b_hn)) (PyTorch/cuDNN); carry h"
+
+    def forward(self, cell, w, b, xp, ids, carry, eps, *, save, extra):
+        H = w.shape[0]
+        ys, acts, h_prev_t = kernels.gru_forward(xp, ids, w, b[2 * H :], carry, save=save, eps=eps)
+        return ys[:, -1], ys, None, (h_prev_t, (ys, acts))
+
+    def backward(self, cell, w, b, carry, eps, rest, d_cT, d_ys, d_stacks, ids, vocab):
+        ys, acts = rest
+        return kernels.gru_backward(
+            w, acts, ys, carry, d_ys, d_cT, ids=ids, vocab=vocab, perturbed=eps is not None
+        )  # (d_xp, d_hr, d_h0, d_table, d_eps): d_xp and d_hr differ in the n block
+
+    def final(self, carry, ys, stacks, valid):
+        return last_valid(ys, carry, valid, time_axis=1)
 
 
 class Cell(nn.Module):
@@ -91,12 +116,12 @@ class Cell(nn.Module):
         h = (1.0 - z) * n + z * h
         return h, h
 
-    # Optional dense-recurrence methods (used by rnnlab.fused's fast backward), for the
+    # The fused-backward contract (rnnlab.engine.loops.fused; docs/engine.md), for the
     # pytorch convention only: step(carry, xp_t) == gates(carry, xp_t, carry @ W_h + b_h).
     @property
-    def native(self) -> str | None:
-        """The native CPU kernel for this cell's time loop (rnnlab.native; pytorch convention)."""
-        return "gru" if self.convention == "pytorch" else None
+    def native(self) -> NativeGRU | None:
+        """The native CPU kernel's adapter for this cell's time loop (pytorch convention)."""
+        return NativeGRU() if self.convention == "pytorch" else None
 
     @property
     def dense_recurrence(self) -> bool:

@@ -29,6 +29,33 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from rnnlab import cells, initializers
+from rnnlab.engine import kernels
+from rnnlab.engine.loops.common import last_valid
+
+
+class NativeLSTM:
+    """The glue between this cell and the native LSTM kernel (:mod:`rnnlab.engine.loops.native`
+    documents the adapter contract): carry ``(c, h)``, ``W_h [H, 4H]`` with no recurrent bias."""
+
+    kernel = "lstm"
+    gates = "i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of xp_t + h W_h; carry (c, h)"
+
+    def forward(self, cell, w, b, xp, ids, carry, eps, *, save, extra):
+        c0, h0 = carry  # ys [B, T, H], cs [T, B, H]
+        ys, cs, acts, h_prev_t = kernels.lstm_forward(xp, ids, w, c0, h0, save=save, eps=eps)
+        return (cs[-1], ys[:, -1]), ys, cs if extra else None, (h_prev_t, (cs, acts))
+
+    def backward(self, cell, w, b, carry, eps, rest, d_cT, d_ys, d_cs, ids, vocab):
+        cs, acts = rest
+        eps_c = None if eps is None else eps[0]
+        d_pre, d_c0, d_h0, d_tab, d_e = kernels.lstm_backward(
+            w, acts, cs, carry[0], d_ys, *d_cT, ids=ids, vocab=vocab, eps_c=eps_c, d_cs=d_cs
+        )
+        return d_pre, d_pre, (d_c0, d_h0), d_tab, d_e  # the gates read xp_t + hr_t: one cotangent
+
+    def final(self, carry, ys, cs, valid):
+        c = last_valid(cs, carry[0], valid, time_axis=0)
+        return c, last_valid(ys, carry[1], valid, time_axis=1)
 
 
 class Cell(nn.Module):
@@ -91,16 +118,16 @@ class Cell(nn.Module):
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return (c, h), h
 
-    # rnnlab.fused.scan_ahead: XLA already gives the gate inputs their own kernels (the gate math
-    # is several kernels), so reading them a step early only adds a copy: train LSTM-512
-    # 80.4 ms without vs 83.6 ms with (python benchmarks/ab.py --set 'fused.READ_AHEAD={}').
+    # The read-ahead scan (rnnlab.engine.loops.common.scan_ahead): XLA already gives the gate
+    # inputs their own kernels (the gate math is several kernels), so reading them a step early
+    # only adds a copy: train LSTM-512 80.4 ms without vs 83.6 ms with (BENCHMARKS.md).
     read_ahead = False
 
-    # rnnlab.fused runs this cell's time loop as the native CPU kernel (rnnlab.native) where it
-    # applies (rnnlab.fused.takes_native); the carry (c, h) and gate order are the kernel's.
-    native = "lstm"
+    # The native CPU kernel for this cell's time loop, where the plan takes it
+    # (rnnlab.engine.plan); the carry (c, h) and gate order are the kernel's.
+    native = NativeLSTM()
 
-    # Optional dense-recurrence methods (used by rnnlab.fused's fast backward):
+    # The fused-backward contract (rnnlab.engine.loops.fused; docs/engine.md):
     # step(carry, xp_t) == gates(carry, xp_t, recurrent_state(carry) @ W_h + b_h).
     def recurrent_kernel(self) -> tuple[jax.Array, None]:
         """``(W_h [H, 4H], b_h=None)``: the fused recurrent matrix, in the computation dtype."""

@@ -8,7 +8,7 @@ state and runs with a parallel (associative) scan. Shapes: x_t [B, D], h_t [B, H
                                                    log-space-friendly g, ``candidate="g"``)
     h_t  = (1 - z_t) * h_{t-1} + z_t * h~_t        y_t = h_t
 
-Linear form (what :func:`rnnlab.unroll.unroll` feeds ``jax.lax.associative_scan``):
+Linear form (what :mod:`rnnlab.engine.loops.associative` feeds ``jax.lax.associative_scan``):
 ``h_t = a_t * h_{t-1} + b_t`` with ``a_t = 1 - z_t`` and ``b_t = z_t * h~_t``.
 
 ``candidate="g"``: ``g(v) = v + 0.5`` for ``v >= 0`` and ``sigmoid(v)`` otherwise (the paper's

@@ -1,7 +1,7 @@
 """Gradient-flow diagnostics: one file per probe, each usable on ANY registered cell.
 
 Every probe works from the cell contract alone (:mod:`rnnlab.cells`): sequences go through the
-engine (:func:`rnnlab.unroll.unroll`), single steps through the cell's own ``step``. The state
+engine (:func:`rnnlab.unroll`), single steps through the cell's own ``step``. The state
 is the whole carry (LSTM: ``c`` and ``h``), complex leaves as real and imaginary parts.
 
 =================  ==========================================================================
@@ -15,7 +15,7 @@ probe              what it measures
 ``state_norms``    ``||h_t||`` over ``t``
 =================  ==========================================================================
 
-Python API (``cell = rnnlab.unroll.make_cell("lstm", 16)``, ``params = cell.init(...)``,
+Python API (``cell = rnnlab.engine.make_cell("lstm", 16)``, ``params = cell.init(...)``,
 ``xs [B, T, D]``)::
 
     from rnnlab import probes

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.unroll import make_cell
+from rnnlab.engine import make_cell
 
 
 class CarryLayout(NamedTuple):

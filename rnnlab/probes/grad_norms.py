@@ -1,7 +1,7 @@
 """Per-step gradient norms ``||dL/dh_t||`` for every ``t`` in ONE backward pass.
 
 The zero-perturbation trick: the engine adds ``eps_t`` to the carry after step ``t``
-(:func:`rnnlab.unroll.unroll`, ``perturbation=``). With ``eps = 0`` the forward pass is
+(:func:`rnnlab.unroll`, ``perturbation=``). With ``eps = 0`` the forward pass is
 unchanged and ``dL/d eps_t`` is the *total* derivative ``dL/dh_t`` (through every later step),
 so one ``jax.grad`` gives it for all ``t``. The whole carry is perturbed (LSTM: ``c`` and
 ``h``), and the norm is taken over the whole carry unless a leaf is named.
@@ -30,8 +30,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnnlab.engine import unroll
 from rnnlab.probes import _carry
-from rnnlab.unroll import unroll
 
 
 def _norms(grads, names) -> dict[str, jax.Array]:

@@ -21,8 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnnlab.engine import unroll
 from rnnlab.probes import _carry
-from rnnlab.unroll import unroll
 
 
 @partial(jax.jit, static_argnames=("cell",))

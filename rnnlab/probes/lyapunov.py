@@ -11,7 +11,8 @@ step Jacobians and re-orthonormalize:
 after ``w`` warm-up steps (the basis aligns with the most expanding directions first).
 ``lambda_1 > 0``: perturbations grow (chaos, exploding gradients); ``< 0``: they contract
 (vanishing). For a linear map with eigenvalues ``lambda`` the exponents are ``log |lambda|``
-(checked in the tests). The time loop is one ``jax.lax.scan``; every sequence of the batch is a
+(checked in the tests). The time loop is the engine's step loop
+(:func:`rnnlab.engine.step_loop`); every sequence of the batch is a
 separate trajectory and the exponents are averaged over the batch.
 Shapes: ``B`` batch, ``T`` time, ``D`` input, ``N`` state, ``k`` exponents.
 """
@@ -24,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnnlab.engine import step_loop
 from rnnlab.probes import _carry
 
 
@@ -78,6 +80,6 @@ def cell_lyapunov(
         logs = jnp.log(jnp.maximum(diag, jnp.finfo(diag.dtype).tiny))
         return (h_new, q), jnp.where(t >= warmup, logs, 0.0)
 
-    _, logs = jax.lax.scan(body, (h0, q0), (xp, jnp.arange(T)))  # [T, B, k]
+    _, logs = step_loop(body, (h0, q0), (xp, jnp.arange(T)))  # [T, B, k]: the engine's loop
     exps = logs.sum(axis=0) / (T - warmup)  # [B, k]
     return jnp.sort(exps.mean(axis=0))[::-1]

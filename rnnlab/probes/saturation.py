@@ -22,7 +22,7 @@ import jax
 import jax.extend.core as jcore
 import jax.numpy as jnp
 
-from rnnlab.unroll import unroll
+from rnnlab.engine import unroll
 
 _CALLS = ("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call")
 

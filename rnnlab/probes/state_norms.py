@@ -13,8 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnnlab.engine import unroll
 from rnnlab.probes import _carry
-from rnnlab.unroll import unroll
 
 
 def _norms(states, names) -> dict[str, jax.Array]:

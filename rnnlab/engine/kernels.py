@@ -1,13 +1,14 @@
-"""Native CPU kernels: the time loops of the LSTM, the GRU and the Elman RNN, each as one XLA
-custom call forward and one backward.
+"""Native CPU kernels: three time loops (an LSTM, a GRU and an Elman recurrence), each as one XLA
+custom call forward and one backward. These are bindings only: which layer runs on them is the
+plan's choice (:mod:`rnnlab.engine.plan`), and the glue between a cell and a kernel is the
+adapter the cell names (``native``; see :mod:`rnnlab.engine.loops.native`).
 
 Under XLA:CPU a time step of the LSTM is ~25 small kernels around two per-step matmuls that
 YNNPACK runs well below the large-matmul rate (BENCHMARKS.md). ``rnnlab/native/recurrent_cpu.cc``
 runs the loop in C++ instead: per step one register-blocked AVX-512 matmul per thread with the
 gate math on the tile just computed, one barrier between the threads (XLA's own intra-op
-threads). :func:`rnnlab.fused.scan` uses these as its custom VJP's loops (the weight gradient
-stays one XLA matmul over all ``T*B`` rows) where :func:`rnnlab.fused.takes_native` says so,
-and otherwise the XLA scan. The kernels write the layer's output batch-major ``[B, T, H]`` and
+threads). :mod:`rnnlab.engine.loops.native` uses these as its custom VJP's loops (the weight
+gradient stays one XLA matmul over all ``T*B`` rows). The kernels write the layer's output batch-major ``[B, T, H]`` and
 ``h_{t-1}^T`` ``[H, T*B]`` for the weight gradient, and sum token inputs' table gradient by id,
 so no transpose, concatenation or scatter follows them.
 
@@ -15,7 +16,8 @@ The kernels are compiled on first use with the system C++ compiler (``$CXX``, el
 against the XLA FFI headers that ship with jaxlib, and cached by source hash under
 ``$RNNLAB_NATIVE_CACHE`` (default ``~/.cache/rnnlab/native``). ``RNNLAB_NATIVE=0`` turns them
 off; ``RNNLAB_NATIVE_THREADS`` caps the threads. Where there is no compiler, no AVX-512 (F, DQ), or
-the backend is not the CPU, :func:`available` is False and nothing changes.
+the backend is not the CPU, :func:`available` is False and the plan says so. The environment
+variables are documented overrides, recorded in every plan (:data:`ENVIRONMENT`).
 
 Shapes: ``T`` time, ``B`` batch, ``H`` hidden; gates ``[.., G]``: LSTM ``4H`` (i, f, g, o),
 GRU ``3H`` (r, z, n), Elman ``H``.
@@ -42,16 +44,25 @@ import numpy as np
 #: ``python benchmarks/native_loops.py --source OLD.cc``)
 SOURCE = pathlib.Path(
     os.environ.get(
-        "RNNLAB_NATIVE_SOURCE", pathlib.Path(__file__).with_name("native") / "recurrent_cpu.cc"
+        "RNNLAB_NATIVE_SOURCE",
+        pathlib.Path(__file__).parents[1] / "native" / "recurrent_cpu.cc",  # package data
     )
 )
+#: the documented environment overrides of the kernels; a plan records those that are set
+ENVIRONMENT = {
+    "RNNLAB_NATIVE": "0 turns the kernels off",
+    "RNNLAB_NATIVE_THREADS": "caps the kernel threads",
+    "RNNLAB_NATIVE_SOURCE": "compiles another kernel source (an A/B)",
+    "RNNLAB_NATIVE_FLAGS": "extra compiler flags",
+    "RNNLAB_NATIVE_CACHE": "where the built kernels are cached",
+}
 FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-mavx512f", "-mavx512dq", "-mfma")
 #: FLOPs of one step's matmul per thread, at least: below it a step is a few microseconds and
 #: the threads' per-step barrier costs more than the split saves (train step B=32, H=128 on a
 #: 2-core CPU: GRU 11.5 ms on two threads vs 10.2 on one, forward 7.7 vs 2.6; BENCHMARKS.md)
 MIN_WORK = 4e6
-#: the cells with a native loop (the value of a cell's ``native`` attribute)
-CELLS = ("lstm", "gru", "elman")
+#: the kernels' names (what an adapter's ``kernel`` names)
+KERNELS = ("lstm", "gru", "elman")
 #: under ``jax.vmap`` (e.g. the trainer's seeds) the kernel runs once per batch entry
 VMAP = "sequential"
 #: panel width of the kernel's matmul: H must split into multiples of it per thread
@@ -99,7 +110,7 @@ def _library() -> ctypes.CDLL | None:
                 os.replace(out, target)  # atomic: concurrent first uses race harmlessly
         except OSError as e:  # no compiler output, or a cache folder we may not write
             warnings.warn(
-                f"rnnlab.native: building {SOURCE.name} into {target.parent} failed, so the "
+                f"rnnlab.engine.kernels: building {SOURCE.name} into {target.parent} failed, so the "
                 f"XLA scan runs (set RNNLAB_NATIVE_CACHE to a writable folder, or "
                 f"RNNLAB_NATIVE=0 to silence this):\n{' '.join(cmd)}\n{e}",
                 RuntimeWarning,
@@ -107,7 +118,7 @@ def _library() -> ctypes.CDLL | None:
             )
             return None
     lib = ctypes.cdll.LoadLibrary(str(target))
-    for cell in CELLS:
+    for cell in KERNELS:
         for way in ("forward", "backward"):
             symbol = getattr(lib, f"{cell.capitalize()}{way.capitalize()}")
             name = f"rnnlab_{cell}_{way}"
@@ -134,16 +145,31 @@ def threads(hidden: int, work: float | None = None) -> int:
     return n
 
 
-def usable(hidden: int, *dtypes) -> bool:
-    """Whether the LSTM kernel takes a layer of ``hidden`` units computing in ``dtypes``."""
-    return all(jnp.dtype(d) == jnp.float32 for d in dtypes) and threads(hidden) > 0 and available()
+def unavailable() -> str | None:
+    """Why the kernels cannot run here (the plan's reason), or None when they can."""
+    if os.environ.get("RNNLAB_NATIVE", "1") == "0":
+        return "turned off (RNNLAB_NATIVE=0)"
+    if jax.default_backend() != "cpu":
+        return f"CPU kernels, and the backend is {jax.default_backend()}"
+    if not _cpu_has_avx512():
+        return "this CPU lacks AVX-512 (F, DQ)"
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        return "no C++ compiler ($CXX, else g++)"
+    if _library() is None:
+        return "the kernel build failed (see the warning)"
+    return None
+
+
+def environment() -> dict[str, str]:
+    """The kernels' environment overrides (:data:`ENVIRONMENT`) that are set, with their values."""
+    return {k: os.environ[k] for k in ENVIRONMENT if k in os.environ}
 
 
 def _require() -> None:
     if _library() is None:
         raise RuntimeError(
-            "rnnlab.native: the kernels are not available here (they need the CPU backend, "
-            "AVX-512 (F, DQ) and a C++ compiler; see rnnlab.native.available())"
+            "rnnlab.engine.kernels: the kernels are not available here (they need the CPU backend, "
+            "AVX-512 (F, DQ) and a C++ compiler; see rnnlab.engine.kernels.available())"
         )
 
 
