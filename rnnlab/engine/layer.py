@@ -18,8 +18,14 @@ import jax.numpy as jnp
 from rnnlab import cells as cell_registry
 from rnnlab import regularizers
 from rnnlab.engine import run
-from rnnlab.engine.inputs import Embedded, as_inputs, check_inputs, check_params, input_shape
-from rnnlab.engine.inputs import take_rows
+from rnnlab.engine.inputs import (
+    Embedded,
+    as_inputs,
+    check_inputs,
+    check_params,
+    input_shape,
+    take_rows,
+)
 
 DIRECTIONS = {"fwd": "forward", "bwd": "backward"}
 
@@ -239,7 +245,9 @@ class RNN(nn.Module):
             if layer < self.num_layers - 1 and self.dropout > 0:
                 y = nn.Dropout(self.dropout)(y, deterministic=deterministic)
             if self.variational_dropout_out > 0 and not deterministic:
-                y = regularizers.locked_dropout(self.make_rng("dropout"), y, self.variational_dropout_out)
+                y = regularizers.locked_dropout(
+                    self.make_rng("dropout"), y, self.variational_dropout_out
+                )
             x = y
         return RNNOutput(x, finals, all_states if return_states else None)
 
