@@ -25,6 +25,7 @@ def features(B=3, T=9, D=2, seed=0):
     return jnp.asarray(np.random.default_rng(seed).standard_normal((B, T, D)), jnp.float32)
 
 
+@pytest.mark.slow
 def test_build_from_config_and_every_registered_cell_runs():
     c = config_lib.get_config()
     c.model.architecture = "block"

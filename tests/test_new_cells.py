@@ -193,3 +193,18 @@ def test_lr_groups_scale_their_updates_and_refuse_unknown_patterns():
         first_update("optim.lr_groups=(('theta_log', 0.5),)")
     with pytest.raises(ValueError, match="factor > 0"):
         first_update("optim.lr_groups=(('nu_log', 0),)")
+
+
+def test_every_paper_protocol_names_a_cell_and_valid_config_keys():
+    from rnnlab import registry
+
+    mh = registry.load("memory-horizon")
+    assert {p["cell"] for p in mh.PROTOCOLS.values()} <= set(cells.names())
+    for name in mh.PROTOCOLS:
+        overrides = mh.protocol_overrides(name, 100)
+        assert not any("{T}" in o for o in overrides)
+        config = config_lib.apply_overrides(mh.get_config("paper"), overrides)
+        assert config.model.cell == mh.PROTOCOLS[name]["cell"] and config.experiment.protocols
+    assert "model.cell_options.max_len=100" in mh.protocol_overrides("indrnn", 100)
+    with pytest.raises(KeyError, match="unknown protocol"):
+        mh.protocol_overrides("lsmt", 10)
