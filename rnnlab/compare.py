@@ -6,8 +6,9 @@
 **Runs.** A run workdir is a folder holding ``config.json`` and ``metrics.jsonl`` (what
 :func:`rnnlab.train.train_and_evaluate` writes). A folder that is not one stands for the
 workdirs below it (a sweep's point folders, an experiment's sub-runs), found up to
-:data:`MAX_DEPTH` levels down, in path order; a run is never searched inside. Files given beside
-folders are passed over (``rnnlab compare runs/sweep/*`` also names its ``summary.md``).
+:data:`MAX_DEPTH` levels down, in path order; a run is never searched inside. Paths holding no run are
+passed over when other paths hold runs (``rnnlab compare runs/sweep/*`` also names its
+``summary.md`` and ``figures/``), and an error otherwise.
 
 **Metrics** are read from ``metrics.jsonl``: the keys of ``eval`` records as they are
 (``val_loss``, ``val_accuracy``, ``val_bpc``), those of ``train`` records prefixed ``train_``
@@ -67,29 +68,35 @@ def is_workdir(path: pathlib.Path) -> bool:
     return (path / "config.json").is_file() and (path / "metrics.jsonl").is_file()
 
 
-def find_runs(paths) -> list[pathlib.Path]:
-    """The run workdirs the given paths stand for (see the module docstring), in order."""
+def find_runs(paths, skipped: list | None = None) -> list[pathlib.Path]:
+    """The run workdirs the given paths stand for (see the module docstring), in order.
+
+    A given path that holds no run is an error, unless other given paths hold runs (a shell
+    glob's ``figures/``, ``summary.md``): then it is passed over and appended to ``skipped``.
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
         raise ValueError("compare needs at least one run workdir or sweep folder; none given")
     found: list[pathlib.Path] = []
-    dirs = [p for p in map(pathlib.Path, paths) if p.is_dir()]
+    empty: list[pathlib.Path] = []
     for given in paths:
         path = pathlib.Path(given)
         if not path.exists():
             raise FileNotFoundError(f"{str(path)!r} does not exist (expected a run workdir)")
-        if path.is_file() and dirs:  # a shell glob's summary.md, comparison.png: not runs
-            continue
         below = [path] if is_workdir(path) else _below(path, MAX_DEPTH)
-        if not below:
-            entries = sorted(p.name for p in path.iterdir())[:12] if path.is_dir() else []
-            raise ValueError(
-                f"{str(path)!r} is not a run workdir (expected config.json and metrics.jsonl "
-                f"in it, or run workdirs up to {MAX_DEPTH} levels below it); it holds: "
-                + (", ".join(entries) or "(nothing)")
-            )
+        empty += [] if below else [path]
         found += [p for p in below if p not in found]
+    if not found:
+        path = empty[0]
+        entries = sorted(p.name for p in path.iterdir())[:12] if path.is_dir() else []
+        raise ValueError(
+            f"{str(path)!r} is not a run workdir (expected config.json and metrics.jsonl "
+            f"in it, or run workdirs up to {MAX_DEPTH} levels below it); it holds: "
+            + (", ".join(entries) or "(nothing)")
+        )
+    if skipped is not None:
+        skipped += [str(p) for p in empty]
     return found
 
 
@@ -438,15 +445,17 @@ def compare(run_dirs, *, by: str | None = None, metric: str | None = None, out=N
       out: output folder (default: the one folder given, else their deepest common folder).
 
     Returns:
-      ``{"png", "html", "runs" (labels), "by", "metric", "differing" (keys), "rows"}``, rows
-      being ``{"run", "final", "best", "best_step"}`` for the metric.
+      ``{"png", "html", "runs" (labels), "by", "metric", "differing" (keys), "rows",
+      "skipped"}``, rows being ``{"run", "final", "best", "best_step"}`` for the metric and
+      skipped the given paths that held no run.
 
     Raises:
       FileNotFoundError: a path that does not exist.
       ValueError: a folder that holds no run, an unknown ``by`` key or ``metric`` (the message
         lists the valid ones).
     """
-    paths = find_runs(run_dirs)
+    skipped: list[str] = []
+    paths = find_runs(run_dirs, skipped)
     runs = [RunRecord(p, label) for p, label in zip(paths, _labels(paths))]
     keys = differing_keys(runs)
     all_keys = list(dict.fromkeys(k for r in runs for k in r.config))
@@ -497,4 +506,5 @@ def compare(run_dirs, *, by: str | None = None, metric: str | None = None, out=N
         "metric": metric,
         "differing": keys,
         "rows": rows,
+        "skipped": skipped,
     }

@@ -111,6 +111,8 @@ def test_scores_take_the_highest_as_best(sweep):
     assert rows["h=64"]["best"] == pytest.approx(1 / 1.2)
     assert rows["h=16"]["best"] == pytest.approx(1 / 2.5) and rows["h=16"]["best_step"] == 20
     assert compare.higher_is_better("val_accuracy") and not compare.higher_is_better("val_bpc")
+    assert out["by"] == "model.cell"  # the default: the first key that differs
+    assert out["runs"] == ["h=16", "h=256", "h=64"]  # a categorical key keeps the path order
 
 
 @pytest.mark.parametrize(
@@ -118,7 +120,6 @@ def test_scores_take_the_highest_as_best(sweep):
                     ("model.cell", False), (None, False)],
 )  # fmt: skip
 def test_colour_by_numeric_and_string_keys(sweep, by, numeric):
-    assert compare.compare([sweep], by="model.cell")["runs"] == ["h=16", "h=256", "h=64"]
     runs = [compare.RunRecord(p, p.name) for p in compare.find_runs([sweep])]
     colouring = compare.Colouring(runs, by)
     assert colouring.numeric is numeric
@@ -151,8 +152,11 @@ def test_bad_input_lists_the_valid_choices(sweep, tmp_path, capsys):
     assert cli.main(["compare", str(tmp_path / "empty")]) == 2
     with pytest.raises(ValueError, match="not a run workdir"):
         compare.compare([sweep / "summary.md"])  # a file alone is no run
-    globbed = sorted(sweep.iterdir())  # `rnnlab compare sweep/*`: summary.md is passed over
-    assert len(compare.compare(globbed, out=tmp_path / "g")["runs"]) == 3
+    (sweep / "figures").mkdir()
+    globbed = sorted(sweep.iterdir())  # `rnnlab compare sweep/*`: summary.md, figures/ too
+    out = compare.compare(globbed, out=tmp_path / "g")
+    assert len(out["runs"]) == 3
+    assert sorted(out["skipped"]) == [str(sweep / "figures"), str(sweep / "summary.md")]
     assert cli.main(["compare", str(sweep), "--metric", "val_bpc"]) == 2
     err = capsys.readouterr().err
     assert "rnnlab compare: error: unknown metric 'val_bpc'" in err and "Traceback" not in err
