@@ -7,9 +7,9 @@
     rnnlab sample WORKDIR [--temperature ...]     generate text from a trained char model
     rnnlab viz WORKDIR [--text FILE]              hidden-unit HTML page + feature finder
     rnnlab data tinyshakespeare                   download (checksum-verified, cached) a corpus
+    rnnlab compare RUN_DIR... [--by KEY]          learning curves, table, hyperparameters (PNG+HTML)
     rnnlab export WORKDIR [--out FILE]            jax.export the char model's step (params in)
     rnnlab stream WORKDIR [--surprise]            feed stdin as it arrives: continuation/surprise
-    rnnlab compare RUN_DIR... [--by KEY]          learning curves, table, hyperparameters (PNG+HTML)
 
 Every subcommand is a thin shim over a library function; library code never parses flags.
 """
@@ -97,35 +97,6 @@ def _parser() -> argparse.ArgumentParser:
         help="warm the state on the last N training characters first (0: cold start)",
     )
 
-    sample = sub.add_parser("sample", help="generate text from a trained character model")
-    sample.add_argument("workdir")
-    sample.add_argument("--temperature", type=float, default=1.0)
-    sample.add_argument("--prime", default="", help="text that warms up the state first")
-    sample.add_argument("--length", type=int, default=2000)
-    sample.add_argument(
-        "--top-k", type=int, default=0, help="sample among the k likeliest (0: all)"
-    )
-    sample.add_argument("--argmax", action="store_true", help="greedy: always the likeliest")
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument(
-        "--warmup",
-        type=int,
-        default=1000,
-        help="warm the state on the last N training characters first (0: cold start)",
-    )
-
-    viz = sub.add_parser("viz", help="hidden-unit HTML page and feature finder")
-    viz.add_argument("workdir")
-    viz.add_argument("--text", help="text file to run over (default: a held-out slice)")
-    viz.add_argument(
-        "--unit",
-        type=int,
-        action="append",
-        help="unit(s) to show (default: the finder's best units)",
-    )
-    viz.add_argument("--chars", type=int, default=3000, help="how many characters to show")
-    viz.add_argument("--out", help="output HTML path (default WORKDIR/viz/index.html)")
-
     compare = sub.add_parser(
         "compare", help="compare runs: curves coloured by a config key, table, hparams"
     )
@@ -133,26 +104,6 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--by", help="config key to colour by (default: the first that differs)")
     compare.add_argument("--metric", help="metric to plot (default val_loss)")
     compare.add_argument("--out", help="output folder (default: the folder given / their parent)")
-
-    export = sub.add_parser("export", help="jax.export a trained char model's single step")
-    export.add_argument("workdir")
-    export.add_argument("--out", help="artifact path (default WORKDIR/export/step.jax)")
-    export.add_argument("--batch", type=int, default=1, help="the batch the artifact takes")
-
-    stream = sub.add_parser("stream", help="feed stdin to a char model as it arrives")
-    stream.add_argument("workdir")
-    stream.add_argument(
-        "--surprise", action="store_true", help="print -log2 p per character (bits)"
-    )
-    stream.add_argument("--length", type=int, default=80, help="continuation characters")
-    stream.add_argument("--temperature", type=float, default=1.0)
-    stream.add_argument("--seed", type=int, default=0)
-    stream.add_argument(
-        "--warmup",
-        type=int,
-        default=1000,
-        help="warm the state on the last N training characters first (0: cold start)",
-    )
 
     data = sub.add_parser("data", help="download a named corpus (checksum-verified, cached)")
     data.add_argument("name", help="corpus name, e.g. tinyshakespeare")
@@ -216,11 +167,6 @@ def main(argv: list[str] | None = None) -> int:
                 out=args.out,
             )
             print(f"wrote {path}")
-        elif args.command == "compare":
-            from rnnlab import compare
-
-            out = compare.compare(args.run_dirs, by=args.by, metric=args.metric, out=args.out)
-            print(f"wrote {out['png']} and {out['html']} ({len(out['runs'])} runs)")
         elif args.command == "export":
             from rnnlab import export
 
@@ -238,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
                 length=args.length,
                 temperature=args.temperature,
             )
+        elif args.command == "compare":
+            from rnnlab import compare
+
+            out = compare.compare(args.run_dirs, by=args.by, metric=args.metric, out=args.out)
+            print(f"wrote {out['png']} and {out['html']} ({len(out['runs'])} runs)")
+            if out["skipped"]:
+                print("passed over (no runs in them): " + ", ".join(out["skipped"]))
         elif args.command == "data":
             from rnnlab.data import corpora
 
