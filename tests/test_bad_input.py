@@ -296,3 +296,16 @@ def test_a_workdir_of_another_experiment_or_config_is_refused(toy):
     (w / "results.json").write_text("{broken")
     with pytest.raises(config_lib.UserError, match="results.json cannot be read"):
         registry.run("cells", ["experiment.scale=3.0"], workdir=w)
+
+
+@pytest.mark.slow  # loads two experiments, builds their datasets and models
+def test_the_real_experiments_honour_or_refuse_model_cell():
+    """``rnnlab run adding:smoke model.cell=gru`` trained an LSTM (issue 15): now it trains
+    the one cell given; experiments that fix their cells refuse it."""
+    adding = registry.load("adding")
+    config = registry.resolve(adding, adding.get_config("smoke"), ["model.cell=gru"])
+    assert tuple(config.experiment.cells) == ("gru",)
+    assert adding.runs_for(config.experiment.cells) == {"gru": ["model.cell=gru"]}
+    init = registry.load("init")
+    with pytest.raises(config_lib.ConfigError, match="model.cell.*experiment.runs"):
+        registry.resolve(init, init.get_config("smoke"), ["model.cell=gru"])
