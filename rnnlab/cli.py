@@ -226,7 +226,7 @@ def _explain(target: str, overrides: list[str]) -> list[str]:
         if overrides:
             raise ValueError(f"a workdir's plan takes no overrides, got {overrides}")
         return explainer.explain_workdir(target)
-    if pathlib.Path(target).is_dir():
+    if pathlib.Path(target).exists() or "/" in target:  # a path, not an experiment name
         return explainer.explain_workdir(target)  # names what is missing
     from rnnlab import data, models, registry, train
 

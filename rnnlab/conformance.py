@@ -26,6 +26,8 @@ import numpy as np
 
 from rnnlab import cells as cell_registry
 from rnnlab.engine import RNN, make_cell, unroll
+from rnnlab.engine import plan as plan_lib
+from rnnlab.engine.contract import capabilities
 
 B, T, D, H = 2, 5, 3, 4
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -473,6 +475,87 @@ def check_compile_independent_of_T(cell) -> None:
     )
 
 
+def check_fast_loops(cell) -> None:
+    """Every faster loop the cell declares equals the autodiff loop, at a size where the plan
+    takes it: the fused backward (the fused contract) at ``H = THRESHOLDS["fused_min_hidden"]``
+    with ``backward="auto"``, the associative scan (the linear form) with ``scan="associative"``;
+    values and gradients (params, inputs, initial carry, a carry perturbation) to 1e-5, with
+    masking and reverse. A cell that declares neither passes (it runs the autodiff loop)."""
+    name = "fast loops"
+    caps = capabilities(make_cell(_cls(cell), H))
+    runs = []
+    if caps.fused:
+        runs.append((plan_lib.THRESHOLDS["fused_min_hidden"], {}, ("fused", "native")))
+    if caps.linear:
+        runs.append((H, {"scan": "associative"}, ("associative",)))
+    for size, options, loops in runs:
+        module = make_cell(_cls(cell), size)
+        rng = np.random.default_rng(5)
+        xs = jnp.asarray(rng.standard_normal((B, T, D)), jnp.float32)
+        zero = module.initialize_carry(None, (B, D))
+        variables = module.init(jax.random.key(5), zero, xs[:, 0])
+        fill = lambda z: jnp.asarray(0.3 * rng.standard_normal(z.shape), z.dtype)
+        variables = jax.tree.map(lambda a: a + fill(a), variables)
+        carry = jax.tree.map(fill, zero)
+        eps = jax.tree.map(lambda z: fill(jnp.zeros((B, T) + z.shape[1:], z.dtype)), zero)
+        lengths = jnp.array([T, T - 2])
+        got = plan_lib.plan(module, (B, T, D), options=plan_lib.Options(**options)).loop
+        _assert(got in loops, cell, name, f"the plan took {got!r} at H={size}, not {loops}")
+        w_y = jnp.asarray(rng.standard_normal((B, T, module.output_size)), jnp.float32)
+
+        def loss(theta, **kw):
+            v, x, c, e = theta
+            final, ys, _ = unroll(
+                module, v, x, c, seq_lengths=lengths, reverse=True, perturbation=e, **kw
+            )
+            return jnp.sum(jnp.tanh(ys) * w_y) + sum(jnp.sum(a**2) for a in jax.tree.leaves(final))
+
+        theta = (variables, xs, carry, eps)
+        want = jax.jit(
+            jax.value_and_grad(functools.partial(loss, backward="autodiff", scan="sequential"))
+        )(theta)
+        have = jax.jit(jax.value_and_grad(functools.partial(loss, **options)))(theta)
+        _assert_close(cell, name, f"the {got} loop vs autodiff (loss, gradients)", have, want)
+
+
+def check_probe_contract(cell) -> None:
+    """What the probes need: the perturbation hook reads ``y_t`` from the perturbed carry, so
+    ``y_t`` must be a leaf of the new carry, or the cell defines ``output(carry, xp_t)``, which
+    must then give ``step``'s own ``y_t``."""
+    name = "probe contract"
+    module, variables, xs = build(cell)
+    eps = jax.tree.map(lambda z: jnp.zeros((B, T) + z.shape[1:], z.dtype),
+                       module.initialize_carry(None, (B, D)))  # fmt: skip
+    try:
+        jax.eval_shape(lambda v, x, e: unroll(module, v, x, perturbation=e), variables, xs, eps)
+    except ValueError as err:
+        _assert(False, cell, name, f"the gradient-flow probes cannot run on it: {err}")
+    if hasattr(type(module), "output"):
+        carry = _random_carry(module, B, seed=6)
+        xp = module.apply(variables, xs[:, 0], method="project")
+        new, y = module.apply(variables, carry, xp, method="step")
+        again = module.apply(variables, new, xp, method="output")
+        _assert_close(cell, name, "output(new carry, xp_t) vs step's y_t", again, y)
+
+
+def loops(cell) -> list[str]:
+    """Which loops ``cell`` can take, one line each, with what it needs or why not (from its
+    declarations, :mod:`rnnlab.engine.contract`; the plan adds sizes and devices)."""
+    caps = capabilities(make_cell(_cls(cell), plan_lib.THRESHOLDS["fused_min_hidden"]))
+    least = plan_lib.THRESHOLDS["fused_min_hidden"]
+    yes = lambda why, text: f"yes ({text})" if why is None else f"no: {why}"
+    native = caps.native
+    return [
+        "autodiff scan: yes (the reference)",
+        f"fused backward: {yes(caps.fused_why, f'backward=auto from H={least}')}",
+        "native kernel: "
+        + (f"yes ({native.kernel} kernel, {native.gates})" if native else f"no: {caps.native_why}"),
+        f"associative scan: {yes(caps.linear_why, 'scan=associative; auto from long T off CPU')}",
+        "probes: y_t "
+        + ("from output(carry, xp_t)" if caps.output == "output()" else "is a leaf of the carry"),
+    ]
+
+
 CHECKS: dict[str, Callable] = {
     "shapes_and_dtypes": check_shapes_and_dtypes,
     "jit_and_vmap": check_jit_and_vmap,
@@ -482,6 +565,8 @@ CHECKS: dict[str, Callable] = {
     "stacked_and_bidirectional": check_stacked_and_bidirectional,
     "one_compile_per_shape": check_one_compile_per_shape,
     "compile_independent_of_T": check_compile_independent_of_T,
+    "fast_loops": check_fast_loops,
+    "probe_contract": check_probe_contract,
 }
 
 
@@ -493,5 +578,8 @@ def check_cell(cell) -> None:
       KeyError: an unknown cell name (the message lists the known names).
     """
     _cls(cell)  # unknown names fail here with the registry's message
+    print(f"cell {_label(cell)} can take:")
+    for line in loops(cell):
+        print(f"  {line}")
     for check in CHECKS.values():
         check(cell)

@@ -4,14 +4,23 @@ Parameterized over ``rnnlab.cells.names()``: a new file in rnnlab/cells/ is test
 editing this file. One test per (check, cell), so a failure names both.
 """
 
+import pathlib
+
 import pytest
 
 import rnnlab
 from rnnlab import conformance
+from rnnlab.cells import elman
+
+SLOW = {"fast_loops"}  # compiles each declared fast loop at the size the plan takes it
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("cell", rnnlab.cells.names())
-@pytest.mark.parametrize("check", list(conformance.CHECKS))
+@pytest.mark.parametrize(
+    "check",
+    [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in conformance.CHECKS],
+)
 def test_conformance(check, cell):
     conformance.CHECKS[check](cell)
 
@@ -19,3 +28,43 @@ def test_conformance(check, cell):
 def test_check_cell_rejects_unknown_names():
     with pytest.raises(KeyError, match="Did you mean 'lstm'"):
         conformance.check_cell("lsmt")
+
+
+class Scaled(elman.Cell):
+    """An SRU-like output: ``y_t = 2 h_t`` is not a leaf of the carry, and no ``output``."""
+
+    def step(self, carry, xp_t):
+        h, _ = super().step(carry, xp_t)
+        return h, 2.0 * h
+
+
+def test_probe_contract_names_what_the_probes_need():
+    with pytest.raises(AssertionError, match="probe contract.*leaf of the new carry"):
+        conformance.check_probe_contract(Scaled)
+
+
+def test_loops_say_what_each_cell_can_take():
+    lstm = dict(line.split(": ", 1) for line in conformance.loops("lstm"))
+    assert lstm["fused backward"].startswith("yes") and "lstm kernel" in lstm["native kernel"]
+    assert lstm["associative scan"].startswith("no: not linear")
+    mingru = dict(line.split(": ", 1) for line in conformance.loops("mingru"))
+    assert mingru["associative scan"].startswith("yes")
+    assert mingru["fused backward"].startswith("no: no fused-backward contract")
+    assert (
+        "does not declare one itself"
+        in dict(line.split(": ", 1) for line in conformance.loops(Scaled))["native kernel"]
+    )
+
+
+@pytest.mark.slow
+def test_a_one_file_cell_gets_the_fused_backward_by_declaring_the_contract(capsys):
+    """examples/peephole_lstm.py declares the fused contract: the plan takes the fused
+    backward at H=64 and it equals autodiff (its peepholes, read by the gates, included)."""
+    name = "peephole_conformance"
+    rnnlab.cells.register(name, ROOT / "examples" / "peephole_lstm.py")
+    try:
+        assert conformance.loops(name)[1].startswith("fused backward: yes")
+        conformance.check_fast_loops(name)
+        conformance.check_probe_contract(name)
+    finally:
+        rnnlab.cells.unregister(name)

@@ -247,3 +247,44 @@ def test_remat_and_unroll_give_the_same_outputs_and_gradients():
 
 def test_engine_is_exported_at_top_level():
     assert rnnlab.RNN is RNN and rnnlab.unroll is unroll
+
+
+def test_explain_names_every_layer_and_direction_and_why():
+    """``rnnlab.explain``: one line per layer and direction, the loop taken and the reason for
+    every faster loop not taken; ``backward`` from the model steers it."""
+    x = inputs()
+    lines = rnnlab.explain(RNN("lstm", H, num_layers=2, bidirectional=True), x)
+    assert [line.split(":")[0] for line in lines] == [
+        f"rnn layer {l} {d}" for l in (0, 1) for d in ("forward", "backward")
+    ]
+    assert "XLA scan (autodiff backward" in lines[0]
+    assert "associative scan not applicable: not linear in the state" in lines[0]
+    assert f"native kernel not taken: H={H} is below the fused backward's threshold" in lines[0]
+    fused = rnnlab.explain(RNN("lstm", H, backward="fused"), x)[0]
+    assert "XLA scan (fused backward" in fused and "fused backward not" not in fused
+    linear = rnnlab.explain(RNN("mingru", H, scan="associative"), x)[0]
+    assert linear.startswith("rnn layer 0 forward: associative scan")
+    with pytest.raises(ValueError, match="backward must be one of"):
+        rnnlab.explain(RNN("lstm", H, backward="fast"), x)
+
+
+@pytest.mark.slow
+def test_a_run_prints_its_plan_first_and_writes_plan_json(tmp_path, capsys):
+    import json
+
+    from test_train import tiny_config, tiny_text
+
+    from rnnlab import cli, train
+
+    config = tiny_config("train.num_steps=2", "train.eval_every=2")
+    train.train_and_evaluate(config, tmp_path, dataset=tiny_text(config))
+    out = capsys.readouterr().out
+    assert out.lstrip().startswith("plan: ") or "\nplan: " in out.split("\n\n")[0]
+    record = json.loads((tmp_path / "plan.json").read_text())
+    assert record["backend"] == jax.default_backend() and record["plans"]
+    assert record["plans"][0]["loop"] == "autodiff" and record["plans"][0]["where"]
+    assert cli.main(["explain", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert record["plans"][0]["describe"] in shown
+    assert cli.main(["explain", str(tmp_path / "nope")]) == 2
+    assert "plan.json" in capsys.readouterr().err
