@@ -171,6 +171,9 @@ def read_text_file(path: str | os.PathLike) -> str:
         )
     if p.is_dir():
         raise ValueError(f"text corpus {str(path)!r} is a directory, expected a text file")
+    from rnnlab.config import check_text_file  # devices, pipes, huge files: refused unread
+
+    check_text_file(p, what="text corpus")
     data = p.read_bytes()
     if not data:
         raise ValueError(f"text corpus {str(path)!r} is empty (0 bytes)")
