@@ -1,9 +1,9 @@
 """What every system in the harness shares: the workload spec, FLOP counts, data, timing.
 
-The workload is Karpathy's char-LM training step: tokens ``[B, T]`` -> embedding ``E`` -> one
-recurrent layer ``H`` -> dense ``V`` -> softmax cross-entropy; Adam with global-norm clipping.
-Shape legend: ``B`` batch, ``T`` time, ``E`` embedding, ``H`` hidden, ``G`` gate width
-(4H LSTM, 3H GRU), ``V`` vocabulary.
+The workload is Karpathy's char-LM training step: tokens ``[B, T]`` -> embedding ``E`` -> ``L``
+recurrent layers ``H`` (one unless said) -> dense ``V`` -> softmax cross-entropy; Adam with
+global-norm clipping. Shape legend: ``B`` batch, ``T`` time, ``E`` embedding, ``H`` hidden,
+``G`` gate width (4H LSTM, 3H GRU), ``V`` vocabulary, ``L`` layers.
 """
 
 from __future__ import annotations
@@ -37,10 +37,16 @@ class Spec:
     # recurrent matmuls, float32 accumulation, gates and carries); torch: autocast (CPU too);
     # flax: dtype=bfloat16 (its only knob: everything in bf16)
     matmul_dtype: str = "float32"
+    layers: int = 1  # L stacked recurrent layers
+    # carry each step's final state into the next step (detached): truncated BPTT over
+    # contiguous streams, as the main job (`rnnlab run char-rnn`) trains
+    stream: bool = False
 
     def __post_init__(self):
         if self.cell not in GATES:
             raise ValueError(f"cell must be one of {sorted(GATES)}, got {self.cell!r}")
+        if self.layers < 1:
+            raise ValueError(f"layers must be >= 1, got {self.layers}")
 
     @property
     def tokens(self) -> int:
@@ -49,10 +55,16 @@ class Spec:
 
 
 def forward_flops(spec: Spec) -> float:
-    """Matmul FLOPs of the forward pass: ``2 B T (E G + H G + H V)`` (elementwise ops ignored)."""
-    G = GATES[spec.cell] * spec.hidden
-    per_token = 2 * (spec.embed * G + spec.hidden * G + spec.hidden * spec.vocab)
-    return float(per_token * spec.tokens)
+    """Matmul FLOPs the forward pass needs: ``2 B T (H G + (L - 1) 2 H G + H V) + 2 V E G``.
+
+    With token inputs the first layer's input projection is a row lookup in the table
+    ``embedding [V, E] @ W_x [E, G]`` (``2 V E G`` once per call), not a ``[B T, E] x [E, G]``
+    matmul; every layer runs its recurrent matmul, the upper layers their input projection from
+    ``H``, and the head ``[B T, H] x [H, V]``. Elementwise work is not counted.
+    """
+    H, G = spec.hidden, GATES[spec.cell] * spec.hidden
+    per_token = 2 * (H * G + (spec.layers - 1) * 2 * H * G + H * spec.vocab)
+    return float(per_token * spec.tokens + 2 * spec.vocab * spec.embed * G)
 
 
 def train_flops(spec: Spec) -> float:
@@ -84,24 +96,35 @@ def time_runs(fn: Callable[[], object], *, warmup: int, repeats: int) -> list[fl
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], object]], *, warmup: int, repeats: int, pause: float = 0.02
+    fns: dict[str, Callable[[], object]],
+    *,
+    warmup: int,
+    repeats: int,
+    pause: float = 0.02,
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Like :func:`time_runs` for several systems, round-robin: one run of each per round.
 
     Load from other processes then drifts over all systems alike, so their ratios stay fair.
     ``pause`` seconds between runs let spinning worker threads (OpenMP, Eigen) go idle, so
-    one system's threads do not steal the next one's cores.
+    one system's threads do not steal the next one's cores. ``cpu``, when given, receives each
+    run's CPU seconds of this process (all its threads), per name: on a host shared with other
+    jobs the CPU a step takes moves less than its wall-clock time.
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
+    cpus = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             time.sleep(pause)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - t0)
+            cpus[name].append(time.process_time() - c0)
+    if cpu is not None:
+        cpu.update(cpus)
     return times
 
 
@@ -212,3 +235,25 @@ def matmuls_alone(spec: Spec, workload: str) -> Callable[[], None]:
 
     f = jax.jit(train if workload == "train" else forward)
     return lambda: jax.block_until_ready(f(w, w_out))
+
+
+def job_spec(experiment: str = "char-rnn", vocab: int = 65) -> Spec:
+    """The main job's workload: the sizes of ``experiment``'s default config (char-rnn: 2 LSTM
+    layers of 256, embedding 64, B = 32 streams of T = 64, Adam 2e-3, clip 5), the state
+    carried from step to step, and ``vocab`` = 65 (tinyshakespeare's characters)."""
+    from rnnlab import registry
+
+    c = registry.load(experiment).get_config()
+    m, d = c.model, c.data
+    return Spec(
+        cell=m.cell,
+        hidden=m.hidden_size,
+        layers=m.num_layers,
+        embed=m.embed_dim,
+        batch=d.batch_size,
+        steps=d.seq_length,
+        vocab=vocab,
+        learning_rate=c.optim.learning_rate,
+        clip=c.optim.clip_value,
+        stream=True,
+    )

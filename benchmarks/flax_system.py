@@ -37,6 +37,8 @@ class FlaxLM(nnx.Module):
 
 class FlaxSystem:
     def __init__(self, spec: Spec, seed: int = 0):
+        if spec.layers != 1 or spec.stream:
+            raise ValueError(f"the flax peer is one layer, no carried state; got {spec}")
         self.spec = spec
         model = FlaxLM(spec, nnx.Rngs(seed))
         self.graphdef, self.params = nnx.split(model, nnx.Param)

@@ -51,6 +51,8 @@ class RnnlabSystem:
     def __init__(
         self, spec: Spec, *, backward: str = "auto", remat: bool | str = False, seed: int = 0
     ):
+        if spec.layers != 1 or spec.stream:  # the main job's step: JobSystem
+            raise ValueError(f"BenchLM is one layer, no carried state; got {spec}")
         self.spec = spec
         self.model = BenchLM(spec, backward=backward, remat=remat)
         x, y = batch(spec, seed)
@@ -143,3 +145,42 @@ class RnnlabSystem:
             return None
         total = stats.argument_size_in_bytes + stats.output_size_in_bytes
         return int(total + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+
+
+class JobSystem:
+    """The main job's train step, as ``rnnlab run char-rnn`` runs it, on a fixed random batch.
+
+    The experiment's config (``experiments/char_rnn.py``; the spec's sizes put in), the model of
+    :func:`rnnlab.models.build` and the jitted update of :func:`rnnlab.steps.jitted_steps` with
+    the carry kept from step to step (truncated BPTT over streams, no reset), the measurements
+    (loss, gradient and parameter norms, update ratio) included. ``spec`` comes from
+    :func:`benchmarks.common.job_spec`.
+    """
+
+    def __init__(self, spec: Spec, experiment: str = "char-rnn", seed: int = 0):
+        from rnnlab import models, registry
+        from rnnlab.steps import jitted_steps
+
+        config = registry.load(experiment).get_config()
+        m = config.model
+        m.cell, m.hidden_size, m.num_layers, m.embed_dim = (
+            spec.cell,
+            spec.hidden,
+            spec.layers,
+            spec.embed,
+        )
+        config.optim.learning_rate, config.optim.clip_value = spec.learning_rate, spec.clip
+        V = spec.vocab
+        model_spec = dict(architecture="sequence", out_features=V, vocab_size=V, readout="all")
+        model = models.build(m, dict(model_spec, loss="xent"))
+        init, self._step, _ = jitted_steps(model, config.optim, 1000, True, 1)
+        x, y = batch(spec, seed)
+        self.batch = {"inputs": jnp.asarray(x), "targets": jnp.asarray(y)}
+        self.keys = jax.random.PRNGKey(seed)[None]
+        self.state = init(self.keys, self.batch)
+        self.reset = jnp.asarray(False)
+        self.spec = spec
+
+    def train_step(self) -> None:
+        self.state, m = self._step(self.state, self.batch, self.reset, self.keys)
+        jax.block_until_ready(m)

@@ -15,7 +15,7 @@ class TorchLM(nn.Module):
     def __init__(self, spec: Spec):
         super().__init__()
         self.embed = nn.Embedding(spec.vocab, spec.embed)
-        self.rnn = CELLS[spec.cell](spec.embed, spec.hidden, batch_first=True)
+        self.rnn = CELLS[spec.cell](spec.embed, spec.hidden, spec.layers, batch_first=True)
         self.head = nn.Linear(spec.hidden, spec.vocab)
 
     def forward(self, tokens, state=None):
@@ -38,6 +38,10 @@ class TorchSystem:
         # (oneDNN's bf16 LSTM/GRU, fast on CPUs with AVX512-BF16 or AMX)
         on_cuda = self.device.type == "cuda" and spec.dtype == "bfloat16"
         self.autocast = on_cuda or spec.matmul_dtype == "bfloat16"
+        self.state = None  # spec.stream: the last step's final state, detached
+
+    def detached(self, state):
+        return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -46,8 +50,10 @@ class TorchSystem:
     def train_step(self) -> None:
         self.opt.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
-            logits, _ = self.model(self.x)
+            logits, state = self.model(self.x, self.state)
             loss = F.cross_entropy(logits.reshape(-1, self.spec.vocab).float(), self.y.reshape(-1))
+        if self.spec.stream:  # truncated BPTT: the next step starts where this one ended
+            self.state = self.detached(state)
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.clip)
         self.opt.step()
