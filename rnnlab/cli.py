@@ -240,10 +240,12 @@ def _explain(target: str, overrides: list[str]) -> list[str]:
 
 
 def entry() -> None:
-    """The ``rnnlab`` console script: :func:`main` under tcmalloc when it is installed.
+    """The ``rnnlab`` console script: :func:`main`, re-started under tcmalloc first when
+    ``RNNLAB_ALLOCATOR=tcmalloc`` asks for it (refused when it is not installed).
 
-    See :func:`rnnlab.devices.reexec_with_tcmalloc` (BENCHMARKS.md: the allocator lever);
-    ``RNNLAB_ALLOCATOR=system`` opts out. Tests call :func:`main` directly.
+    By default ``import rnnlab`` has tuned glibc's malloc already, as fast here as tcmalloc
+    (:mod:`rnnlab.devices`, BENCHMARKS.md); ``RNNLAB_ALLOCATOR=system`` leaves glibc's defaults.
+    See :func:`rnnlab.devices.reexec_with_tcmalloc`. Tests call :func:`main` directly.
     """
     from rnnlab import devices
 
