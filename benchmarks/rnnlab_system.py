@@ -6,6 +6,7 @@ so the harness can switch the engine's knobs (``backward``, ``remat``, ``unroll`
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from benchmarks.common import Spec, batch
-from rnnlab import RNN, Embedded
+from rnnlab import RNN, Embedded, explain
 
 
 class BenchLM(nn.Module):
@@ -45,6 +46,12 @@ class BenchLM(nn.Module):
         return logits.astype(jnp.float32), out.final_carry
 
 
+def _print_plan(spec, model, inputs) -> None:
+    """The engine's plan of the timed model, to stderr (stdout carries the timings)."""
+    for line in explain(model, inputs):
+        print(f"plan ({spec.cell} H={spec.hidden}): {line}", file=sys.stderr, flush=True)
+
+
 class RnnlabSystem:
     """One rnnlab configuration: ``train_step``, ``forward``, ``generate``, compile, memory."""
 
@@ -58,6 +65,7 @@ class RnnlabSystem:
         x, y = batch(spec, seed)
         self.x, self.y = jnp.asarray(x), jnp.asarray(y)
         self.params = self.model.init(jax.random.PRNGKey(seed), self.x[:, :2])
+        _print_plan(spec, self.model, self.x)
         self.tx = optax.chain(optax.clip_by_global_norm(spec.clip), optax.adam(spec.learning_rate))
         self.opt_state = self.tx.init(self.params)
         train = jax.jit(self.step_fn(), donate_argnums=(0, 1))
