@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Add a recurrent cell to the lab
 #
-# rnnlab runs every cell through one engine (`rnnlab.unroll`), so a new cell needs no changes
+# rnnlab runs every cell through one engine (`rnnlab.engine`), so a new cell needs no changes
 # anywhere else: write one class that follows the **cell contract**, register it, and the
 # engine, the conformance checks, the gradient probes, the experiments and the CLI all take it.
 # This notebook does that for the **coupled input-forget gate LSTM** (CIFG, Greff et al. 2017,
@@ -34,7 +34,7 @@ from IPython.display import Image, Markdown, display
 
 import rnnlab
 from rnnlab import conformance, initializers, probes, registry
-from rnnlab.unroll import make_cell, unroll
+from rnnlab.engine import make_cell, unroll
 from rnnlab.viz import plots
 
 from _common import SMOKE, show, size  # inlined by notebooks/_build.py

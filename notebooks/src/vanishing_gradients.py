@@ -64,7 +64,7 @@ from IPython.display import Image, Markdown, display
 
 from rnnlab import probes, registry
 from rnnlab.train import load_run
-from rnnlab.unroll import make_cell
+from rnnlab.engine import make_cell
 from rnnlab.viz import plots
 
 from _common import SMOKE, show, size  # inlined by notebooks/_build.py
