@@ -1,4 +1,4 @@
-"""The native kernels' loops alone (rnnlab.native): forward and backward time and matmul rate.
+"""The native kernels' loops alone (rnnlab.engine.kernels): forward and backward time and matmul rate.
 
     python benchmarks/native_loops.py                         # LSTM and GRU, H = 128, 512, 1024
     python benchmarks/native_loops.py --cells lstm --hidden 512 --threads 1
@@ -45,10 +45,10 @@ def main(argv=None) -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from rnnlab import native
+    from rnnlab.engine import kernels as native
 
     if not native.available():
-        sys.exit("rnnlab.native is not available here (needs the CPU backend, AVX-512F, g++)")
+        sys.exit("rnnlab.engine.kernels is not available here (needs the CPU backend, AVX-512F, g++)")
     T, B, V = args.steps, args.batch, 65
     print(f"source: {native.SOURCE}; T={T}, B={B}; medians of {args.repeats} round-robin runs\n")
     print("| cell | H | threads | forward ms | forward GFLOP/s | backward ms | backward GFLOP/s |")
