@@ -48,7 +48,9 @@ def main(argv=None) -> None:
     from rnnlab.engine import kernels as native
 
     if not native.available():
-        sys.exit("rnnlab.engine.kernels is not available here (needs the CPU backend, AVX-512F, g++)")
+        sys.exit(
+            "rnnlab.engine.kernels is not available here (needs the CPU backend, AVX-512F, g++)"
+        )
     T, B, V = args.steps, args.batch, 65
     print(f"source: {native.SOURCE}; T={T}, B={B}; medians of {args.repeats} round-robin runs\n")
     print("| cell | H | threads | forward ms | forward GFLOP/s | backward ms | backward GFLOP/s |")
