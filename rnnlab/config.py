@@ -68,6 +68,15 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.num_layers = 1  # stacked recurrent layers
     c.model.bidirectional = False  # add a backward direction (not for language models)
     c.model.dropout = 0.0  # between layers and before the head
+    # Recurrent regularizers (docs/regularization.md): each a drop probability in [0, 1), 0 off;
+    # inverted dropout (no scaling at evaluation); masks drawn from the step's dropout rng
+    c.model.embed_dropout = 0.0  # whole rows (word types) of the embedding table; token inputs
+    c.model.variational_dropout_in = 0.0  # locked: the RNN's input, one mask per sequence
+    c.model.variational_dropout_out = 0.0  # locked: every RNN layer's output, one per sequence
+    c.model.recurrent_dropout = 0.0  # locked mask on h_{t-1} entering W_h (elman/lstm/gru/lnlstm)
+    c.model.zoneout_c = 0.0  # zoneout on the LSTM cell c: keep c_{t-1} w.p. p (lstm, lnlstm)
+    c.model.zoneout_h = 0.0  # zoneout on h: keep h_{t-1} w.p. p (eval: p h_{t-1} + (1-p) h_t)
+    c.model.weight_drop = 0.0  # DropConnect on W_h, one mask per batch (cells with W_h)
     c.model.residual = False  # y_l = f_l(x_l) + x_l where widths match
     c.model.embed_dim = 64  # embedding width for token inputs
     c.model.initial_carry = "zeros"  # zeros | learned (learned is used by "batch" datasets)
@@ -328,6 +337,13 @@ SCHEMA: dict[str, Rule] = {
     "model.num_layers": _SIZE,
     "model.bidirectional": _FLAG,
     "model.dropout": _UNIT,
+    "model.embed_dropout": _UNIT,
+    "model.variational_dropout_in": _UNIT,
+    "model.variational_dropout_out": _UNIT,
+    "model.recurrent_dropout": _UNIT,
+    "model.zoneout_c": _UNIT,
+    "model.zoneout_h": _UNIT,
+    "model.weight_drop": _UNIT,
     "model.residual": _FLAG,
     "model.embed_dim": _SIZE,
     "model.initial_carry": _one_of("zeros", "learned"),

@@ -29,12 +29,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnlab import regularizers
 from rnnlab.blocks import BlockModel
 from rnnlab.captioning import Captioner
 from rnnlab.engine import RNN, Embedded, RNNOutput
 from rnnlab.seq2seq import Conditional, Seq2Seq
 
 READOUTS = ("all", "last", "mean")
+#: the engine.RNN regularizer fields SequenceModel passes through (rnnlab.regularizers)
+REGULARIZERS = (
+    "variational_dropout_in",
+    "variational_dropout_out",
+    "recurrent_dropout",
+    "zoneout_c",
+    "zoneout_h",
+    "weight_drop",
+)
 LOSSES = ("xent", "mse")
 
 
@@ -58,10 +68,18 @@ class SequenceModel(nn.Module):
     vocab_size: int | None = None  # token inputs when set
     embed_dim: int = 64  # embedding width for token inputs
     readout: str = "all"  # all | last | mean
-    remat: bool | str = False  # True (per step) | "chunked" (see rnnlab.unroll)
+    remat: bool | str = False  # True (per step) | "chunked" (see rnnlab.engine.run.unroll)
     unroll: int = 1
-    backward: str = "auto"  # auto | autodiff | fused (see rnnlab.unroll)
+    backward: str = "auto"  # auto | autodiff | fused (see rnnlab.engine.run.unroll)
     scan: str = "auto"  # auto | sequential | associative (linear cells)
+    # Regularizers (docs/regularization.md): drop probabilities in [0, 1), inverted dropout
+    embed_dropout: float = 0.0  # whole rows of the embedding table (token inputs only)
+    variational_dropout_in: float = 0.0  # locked dropout on the RNN's input (see engine.RNN)
+    variational_dropout_out: float = 0.0  # locked dropout on every RNN layer's output
+    recurrent_dropout: float = 0.0  # one mask per sequence on h_{t-1} where it enters W_h
+    zoneout_c: float = 0.0  # zoneout on an LSTM's c
+    zoneout_h: float = 0.0  # zoneout on h
+    weight_drop: float = 0.0  # DropConnect on W_h, one mask per batch
     loss_type: str = "xent"  # xent (int targets) | mse (float targets); the spec's "loss"
     dtype: Any = None
 
@@ -70,6 +88,12 @@ class SequenceModel(nn.Module):
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if self.loss_type not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss_type!r}")
+        if regularizers.check_rate("embed_dropout", self.embed_dropout) and not self.vocab_size:
+            raise ValueError(
+                f"embed_dropout={self.embed_dropout} drops rows of the embedding table, but "
+                "this model reads features [B, T, D], not token ids: use "
+                "variational_dropout_in for feature inputs"
+            )
         super().__post_init__()
 
     def setup(self):
@@ -89,6 +113,7 @@ class SequenceModel(nn.Module):
             backward=self.backward,
             scan=self.scan,
             dtype=self.dtype,
+            **{k: getattr(self, k) for k in REGULARIZERS},
         )
         self.drop = nn.Dropout(self.dropout)
         self.head = nn.Dense(self.out_features, dtype=self.dtype)
@@ -124,8 +149,12 @@ class SequenceModel(nn.Module):
         return_states: bool = False,
         perturbation: Sequence | None = None,
     ):
+        x = self.rnn_inputs(inputs)
+        if self.embed_dropout > 0 and not deterministic:  # one row mask per batch
+            key = self.make_rng("dropout")
+            x = Embedded(x.ids, regularizers.embedding_dropout(key, x.table, self.embed_dropout))
         out: RNNOutput = self.rnn(
-            self.rnn_inputs(inputs),
+            x,
             seq_lengths,
             carry,
             deterministic=deterministic,
@@ -269,7 +298,7 @@ def build(model_config, model_spec: Mapping[str, Any]) -> nn.Module:
                 f"({cls.__name__}) has no {key!r} field; leave it at its default {default!r} "
                 "or choose an architecture that uses it"
             )
-    if "remat" in kwargs:  # the config names the engine's remat modes (rnnlab.unroll)
+    if "remat" in kwargs:  # the config names the engine's remat modes (rnnlab.engine)
         if kwargs["remat"] not in REMAT:
             raise config_lib.ConfigError(
                 f"model.remat must be one of {sorted(REMAT)}, got {kwargs['remat']!r}"
