@@ -107,6 +107,16 @@ def _parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="download a named corpus (checksum-verified, cached)")
     data.add_argument("name", help="corpus name, e.g. tinyshakespeare")
+    for name in ("list", "run", "explain", "sample", "viz", "stream", "export"):
+        if name in sub.choices:  # a cell from a file: usable wherever a run's cell is built
+            sub.choices[name].add_argument(
+                "--cells",
+                action="append",
+                default=[],
+                metavar="PATH.py",
+                help="register the cell in this file under its file stem (repeatable; also "
+                "$RNNLAB_CELLS, paths separated by ':')",
+            )
     return p
 
 
@@ -124,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     if late:
         args.overrides = [*args.overrides, *late]
     try:
+        if getattr(args, "cells", None):
+            from rnnlab import cells
+
+            cells.load_files(args.cells)
         if args.command == "list":
             from rnnlab import registry
 

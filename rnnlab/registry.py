@@ -200,6 +200,10 @@ def run(spec: str, overrides: list[str] | None = None, workdir=None) -> dict:
         workdir or pathlib.Path("runs") / (name + (f"-{variant}" if variant else ""))
     )
     record = {"experiment": name, "variant": variant, "overrides": overrides}
+    from rnnlab import cells
+
+    if cells.sources():  # cells from files outside the package: which file, which content
+        record["cell_files"] = cells.sources()
     if not sweeping:
         check_workdir(workdir, record, configs[0], module)
         result = _run_point(module, configs[0], workdir)

@@ -44,15 +44,28 @@ so the engine may run them with ``jax.lax.associative_scan`` (``unroll(..., scan
 without them the carry is ``h`` itself. ``step`` must equal ``h = a * h + b; y = readout(h)``.
 
 Lookup is by file name (big_vision style): :func:`names`, :func:`get`. No decorators and no
-import side effects. Cells defined outside the package (a notebook, a user's file) are added
-with an explicit :func:`register` call.
+import side effects. Cells defined outside the package come in three ways, all registered under
+a name that must not shadow a built-in cell:
+
+* an explicit :func:`register` call (a notebook, a script);
+* cell files named on the command line (``rnnlab run ... --cells PATH.py``, repeatable) or in
+  the environment variable ``RNNLAB_CELLS`` (paths separated by ``os.pathsep``): each is
+  registered under its file stem (:func:`load_files`);
+* installed packages' entry points in the group ``rnnlab.cells`` (``name = "pkg.module"`` for a
+  module defining ``Cell``, or ``"pkg.module:Class"``), loaded when first looked up.
+
+:func:`sources` lists the outside cells with their file and sha256, so a run can record them.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
+import os
 import pathlib
 from types import ModuleType
 
@@ -61,12 +74,71 @@ import jax.numpy as jnp
 
 _FOLDER = pathlib.Path(__file__).parent
 _EXTRA: dict[str, type] = {}
+_FILES: dict[str, pathlib.Path] = {}  # name -> the file an outside cell came from
+ENV = "RNNLAB_CELLS"
+ENTRY_POINTS = "rnnlab.cells"
+
+
+def _builtin() -> set[str]:
+    return {p.stem for p in _FOLDER.glob("*.py") if not p.stem.startswith("_")}
+
+
+@functools.lru_cache(maxsize=1)  # scanning the installed distributions costs milliseconds
+def _entry_points() -> dict:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)}
+
+
+def load_files(paths) -> list[str]:
+    """Register each cell file in ``paths`` under its file stem; returns the names.
+
+    A file already registered under its name is skipped; another file under a taken name, a
+    path that is not a ``.py`` file, or a file without ``Cell`` is refused (``ValueError`` /
+    ``FileNotFoundError`` naming the path).
+    """
+    out = []
+    for item in paths:
+        path = pathlib.Path(item).expanduser()
+        if path.suffix != ".py" or not path.is_file():
+            raise FileNotFoundError(
+                f"cell file {str(item)!r}: expected an existing .py file defining class Cell"
+            )
+        name, resolved = path.stem, path.resolve()
+        if _FILES.get(name) == resolved:
+            out.append(name)
+            continue
+        if name in _EXTRA:
+            raise ValueError(
+                f"cell file {str(item)!r}: the name {name!r} is already registered"
+                + (f" from {str(_FILES[name])!r}" if name in _FILES else "")
+                + "; rename the file"
+            )
+        register(name, path)
+        _FILES[name] = resolved
+        out.append(name)
+    return out
+
+
+def _outside() -> None:
+    """Register the files named in ``$RNNLAB_CELLS`` (idempotent)."""
+    env = os.environ.get(ENV, "")
+    if env:
+        load_files([p for p in env.split(os.pathsep) if p])
+
+
+def sources() -> dict[str, dict]:
+    """``{name: {"path", "sha256"}}`` of the cells registered from files outside the package."""
+    return {
+        name: {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        for name, path in sorted(_FILES.items())
+        if path.is_file()
+    }
 
 
 def names() -> list[str]:
-    """All registered cell names, sorted: the files in this folder plus :func:`register`-ed ones."""
-    files = {p.stem for p in _FOLDER.glob("*.py") if not p.stem.startswith("_")}
-    return sorted(files | set(_EXTRA))
+    """All registered cell names, sorted: the files in this folder, :func:`register`-ed and
+    ``--cells``/``$RNNLAB_CELLS`` files, and installed packages' ``rnnlab.cells`` entry points."""
+    _outside()
+    return sorted(_builtin() | set(_EXTRA) | set(_entry_points()))
 
 
 def get(name: str) -> type:
@@ -79,11 +151,21 @@ def get(name: str) -> type:
         raise TypeError(f"cell name must be a str, got {type(name).__name__}: {name!r}")
     if name in _EXTRA:
         return _EXTRA[name]
+    _outside()
+    if name in _EXTRA:
+        return _EXTRA[name]
+    if name not in _builtin() and name in (eps := _entry_points()):
+        obj = eps[name].load()  # a module defining Cell, or the class itself
+        _EXTRA[name] = getattr(obj, "Cell", obj)
+        return _EXTRA[name]
     known = names()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown cell {name!r}.{hint} Known cells: {', '.join(known)}.")
+        raise KeyError(
+            f"unknown cell {name!r}.{hint} Known cells: {', '.join(known)}. A cell in a file "
+            f"of its own: pass --cells PATH.py (or set ${ENV})."
+        )
     module = importlib.import_module(f"{__name__}.{name}")
     return module.Cell
 
@@ -130,8 +212,7 @@ def register(name: str, cell: type | str | pathlib.Path) -> type:
       name: the registry name (must not shadow a built-in cell).
       cell: the ``Cell`` class itself, or a path to a ``.py`` file that defines ``Cell``.
     """
-    builtin = {p.stem for p in _FOLDER.glob("*.py") if not p.stem.startswith("_")}
-    if name in builtin:
+    if name in _builtin():
         raise ValueError(f"cell name {name!r} is taken by a built-in cell; choose another name")
     if isinstance(cell, (str, pathlib.Path)):
         path = pathlib.Path(cell)
@@ -150,3 +231,4 @@ def register(name: str, cell: type | str | pathlib.Path) -> type:
 def unregister(name: str) -> None:
     """Remove a cell added with :func:`register` (built-in cells cannot be removed)."""
     _EXTRA.pop(name, None)
+    _FILES.pop(name, None)
