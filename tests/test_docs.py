@@ -4,14 +4,16 @@ A fenced block whose language is ``python`` or ``bash`` is code. It runs unless 
 above its fence (blank lines aside) is ``<!-- norun: REASON -->`` with a reason. Blocks of
 another language (``text`` for program output, a layout tree) are not code and are not run.
 
-Per file, the runnable Python blocks run in order in ONE fresh interpreter (a later block sees
-what an earlier one defined), and the bash blocks run line by line with ``bash -e`` after them,
-both in a scratch folder that holds links to the repository's ``examples/`` and
+Per file, the runnable blocks run in document order in ONE fresh interpreter: a Python block is
+executed in a namespace shared with the file's earlier Python blocks, a bash block is run with
+``bash -e`` from there (so a later Python block can read what a bash block made, and the other
+way round). They run in a scratch folder that holds links to the repository's ``examples/`` and
 ``experiments/`` (so ``examples/peephole_lstm.py`` and ``rnnlab run NAME:smoke`` work there).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -89,17 +91,26 @@ def test_doc_blocks_run(path, tmp_path):
         "MPLBACKEND": "Agg",
         "JAX_PLATFORMS": "cpu",
     }
-    python = "".join(b["code"] for b in runnable if b["lang"] == "python")
-    if python:
-        (cwd / "doc_blocks.py").write_text(python)
-        r = subprocess.run(
-            [sys.executable, "doc_blocks.py"], cwd=cwd, env=env, capture_output=True, text=True
-        )
-        assert r.returncode == 0, f"{path.name}: python blocks failed:\n{r.stderr[-3000:]}"
-    for b in (b for b in runnable if b["lang"] == "bash"):
-        r = subprocess.run(
-            ["bash", "-e", "-c", b["code"]], cwd=cwd, env=env, capture_output=True, text=True
-        )
-        assert r.returncode == 0, (
-            f"{path.name}:{b['line']}: bash block failed:\n{b['code']}\n{r.stderr[-3000:]}"
-        )
+    (cwd / "blocks.json").write_text(
+        json.dumps([[b["lang"], b["code"], b["line"]] for b in runnable])
+    )
+    (cwd / "run_blocks.py").write_text(DRIVER)
+    r = subprocess.run(
+        [sys.executable, "run_blocks.py"], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, f"{path.name}: {r.stdout[-500:]}\n{r.stderr[-3000:]}"
+
+
+# runs the blocks in order: Python in one shared namespace, bash through ``bash -e``
+DRIVER = """
+import json, subprocess, sys
+ns = {"__name__": "__main__"}
+for lang, code, line in json.load(open("blocks.json")):
+    print(f"--- block at line {line} ({lang})", flush=True)
+    if lang == "python":
+        exec(compile(code, f"block@{line}", "exec"), ns)
+    else:
+        r = subprocess.run(["bash", "-e", "-c", code])
+        if r.returncode:
+            sys.exit(f"bash block at line {line} exited {r.returncode}:\\n{code}")
+"""
