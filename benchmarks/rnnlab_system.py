@@ -186,6 +186,7 @@ class JobSystem:
         self.batch = {"inputs": jnp.asarray(x), "targets": jnp.asarray(y)}
         self.keys = jax.random.PRNGKey(seed)[None]
         self.state = init(self.keys, self.batch)
+        _print_plan(spec, model, self.batch)
         self.reset = jnp.asarray(False)
         self.spec = spec
 

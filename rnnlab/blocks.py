@@ -111,9 +111,9 @@ class GatedMLP(nn.Module):
 
 class Recurrences(nn.Module):
     """The blocks' recurrent layers: layer ``l`` is one forward engine layer of ``cell`` (its
-    params at ``layer_{l}/fwd``, the layout of :class:`rnnlab.unroll.RNN`'s stack).
+    params at ``layer_{l}/fwd``, the layout of :class:`rnnlab.RNN`'s stack).
 
-    ``__call__(layer, u [B, T, D], ...)`` runs layer ``layer`` with :func:`rnnlab.unroll.unroll`
+    ``__call__(layer, u [B, T, D], ...)`` runs layer ``layer`` with :func:`rnnlab.unroll`
     (masking, perturbation, return_states, remat, the associative scan of linear cells).
     """
 
