@@ -129,6 +129,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.progress = True  # tqdm progress bar
     c.train.tensorboard = False  # TensorBoard event files (needs tensorboardX)
     c.train.probe_every = 0  # steps between probe hooks (0: at every eval)
+    # synthetic tasks: training lengths over steps, "" none, or "((0, 50), (500, 100))": from
+    # step 0 length 50, from step 500 length 100 (rnnlab.data.tasks.parse_curriculum)
+    c.train.curriculum = ""
     # divergence guard (rnnlab.train): stop when the logged train loss of a seed stays above
     # divergence_factor x its best so far for divergence_patience steps (factor 0: off)
     c.train.divergence_factor = 10.0
@@ -387,6 +390,7 @@ SCHEMA: dict[str, Rule] = {
     "train.progress": _FLAG,
     "train.tensorboard": _FLAG,
     "train.probe_every": _COUNT,
+    "train.curriculum": Rule(str),  # "" or ((step, length), ...): rnnlab.data.tasks parses it
     "train.divergence_factor": Rule(float, low=0),  # 0: off; else > 1 (checked below)
     "train.divergence_patience": _SIZE,
 }

@@ -60,6 +60,8 @@ class StepModel:
     vocab: Any  # rnnlab.data.text.Vocab
     run: Any  # rnnlab.train.Run
     treedef: Any  # the carry's pytree structure (per layer), for unflattening
+    apply_step: Callable  # (variables, leaves, token) -> (leaves, logits): params as an input
+    variables: Any  # {"params": ...} of the checkpoint
 
 
 def step_model(workdir) -> StepModel:
@@ -106,12 +108,15 @@ def step_model(workdir) -> StepModel:
             out += [jnp.broadcast_to(c, (B, *a.shape[1:])) for c, a in zip(stored, shapes)]
         return tuple(out)
 
-    def step(carry_leaves, token):
+    def apply_step(variables, carry_leaves, token):
         carry = jax.tree.unflatten(treedef, list(carry_leaves))
         logits, new_carry, _ = model.apply(variables, token[:, None], carry)
         return tuple(jax.tree.leaves(new_carry)), logits[:, 0].astype(jnp.float32)
 
-    return StepModel(step, initial_carry, learned, vocab, run, treedef)
+    def step(carry_leaves, token):  # the parameters closed over: constants of the export
+        return apply_step(variables, carry_leaves, token)
+
+    return StepModel(step, initial_carry, learned, vocab, run, treedef, apply_step, variables)
 
 
 def _native_off():

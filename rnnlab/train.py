@@ -270,6 +270,9 @@ def train_and_evaluate(
     active = jax.process_index() == 0
     if dataset is None:
         dataset = data_lib.make(config.data.name, **data_kwargs(config))
+    from rnnlab.data.tasks import with_curriculum  # train.curriculum: lengths over steps
+
+    dataset = with_curriculum(dataset, tc.get("curriculum", ""))
     spec = dict(dataset.model_spec)
     model = models.build(config.model, spec)
     optim.make(config.optim, tc.num_steps)  # bad optimizer settings fail here, before any work

@@ -46,6 +46,8 @@ name                   task (baseline)
 from __future__ import annotations
 
 import abc
+import ast
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -283,3 +285,109 @@ def make_selective_copy(*, seq_length: int = 64, batch_size: int = 32,
     """The ``selective_copy`` task (Gu & Dao 2023); see :class:`SelectiveCopy`."""
     return SelectiveCopy(seq_length=seq_length, batch_size=batch_size, eval_batches=eval_batches,
                          seed=seed, num_memorize=num_memorize, vocab=vocab)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ curriculum
+
+
+def parse_curriculum(spec) -> tuple[tuple[int, int], ...]:
+    """``train.curriculum`` -> ``((step_0, length_0), (step_1, length_1), ...)``.
+
+    ``spec``: ``""`` (none: every step at ``data.seq_length``) or a literal like ``"((0, 50),
+    (500, 100), (1000, 200))"``: from step ``step_i`` on, training batches have length
+    ``length_i`` (the task's ``T``). Rules: at least one pair; each pair two ints; the first
+    step 0; steps strictly increasing; lengths >= 1 (and the task's own minimum, checked by
+    :func:`with_curriculum`). Raises ValueError naming what was expected and what was given.
+    """
+    if spec in ("", None, ()):
+        return ()
+    expected = ("train.curriculum expects '' or a tuple of (step, length) int pairs starting "
+                "at step 0 with increasing steps, e.g. '((0, 50), (500, 100))'")  # fmt: skip
+    value = spec
+    if isinstance(spec, str):
+        try:
+            value = ast.literal_eval(spec)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{expected}; got {spec!r} (not a Python literal)") from None
+    pairs = value if isinstance(value, (tuple, list)) else None
+    if not pairs or not all(
+        isinstance(p, (tuple, list)) and len(p) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in p)
+        for p in pairs
+    ):  # fmt: skip
+        raise ValueError(f"{expected}; got {spec!r}")
+    steps = [p[0] for p in pairs]
+    if steps[0] != 0:
+        raise ValueError(f"{expected}; got a first step of {steps[0]} in {spec!r}")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"{expected}; got steps {steps} (not strictly increasing)")
+    if any(p[1] < 1 for p in pairs):
+        raise ValueError(f"{expected}; got lengths {[p[1] for p in pairs]} (each must be >= 1)")
+    return tuple((int(a), int(b)) for a, b in pairs)
+
+
+class Curriculum:
+    """A :class:`Task` whose training length follows a schedule (Bengio et al. 2009;
+    Zaremba & Sutskever 2014: start with short sequences, lengthen them).
+
+    Train batch ``step`` is the task's batch drawn from ``seed_for(step, seed)`` at length
+    ``length_at(step) = length_i`` for the last ``step_i <= step``, so it stays a pure function
+    of the step (a resumed run sees the same batches, bit for bit). Evaluation is the task's
+    own, at ``data.seq_length``: the length the curriculum is for. Each new length is a new
+    batch shape, so the jitted train step compiles once more when it first appears.
+    """
+
+    def __init__(self, task: Task, schedule):
+        self.task, self.schedule = task, parse_curriculum(schedule)
+        if not self.schedule:
+            raise ValueError("Curriculum needs a non-empty schedule")
+        self.kind, self.model_spec = task.kind, task.model_spec
+        self._at = {}
+        for _, length in self.schedule:
+            if length < task.min_length:
+                raise ValueError(
+                    f"train.curriculum: {task.name} needs lengths >= {task.min_length}, "
+                    f"got {length}"
+                )
+            variant = copy.copy(task)
+            variant.T = int(length)
+            try:  # a task with its own constraints on T (e.g. selective_copy's K <= T)
+                variant._make(np.random.default_rng(0), 1)
+            except (ValueError, IndexError) as err:
+                raise ValueError(
+                    f"train.curriculum: {task.name} at length {length}: {err}"
+                ) from None
+            self._at[length] = variant
+
+    def length_at(self, step: int) -> int:
+        length = self.schedule[0][1]
+        for start, value in self.schedule:
+            if step >= start:
+                length = value
+        return length
+
+    def train_batch(self, step: int) -> tuple[Batch, bool]:
+        task = self._at[self.length_at(step)]
+        return task._make(seed_for(step, task.seed), task.B), True
+
+    def eval_batches(self) -> Iterator[Batch]:
+        return self.task.eval_batches()
+
+    def metadata(self) -> dict[str, Any]:
+        return {**self.task.metadata(), "curriculum": [list(p) for p in self.schedule]}
+
+
+def with_curriculum(dataset, spec):
+    """``dataset`` under the ``train.curriculum`` schedule ``spec`` (``""``: unchanged).
+
+    Refuses datasets that are not synthetic tasks (:class:`Task`): a text stream or a corpus
+    has no length to grow."""
+    schedule = parse_curriculum(spec)
+    if not schedule:
+        return dataset
+    if not isinstance(dataset, Task):
+        raise ValueError(
+            f"train.curriculum works on the synthetic tasks ({', '.join(TASKS)}); the dataset "
+            f"here is a {type(dataset).__name__}: set train.curriculum=''"
+        )
+    return Curriculum(dataset, schedule)
