@@ -257,7 +257,7 @@ def train_and_evaluate(
         step, the workdir and the previous intact checkpoint).
     """
     t_start = time.time()
-    config_lib.validate(config)
+    config_lib.validate(config, dataset=dataset)  # a given dataset is the one checked
     config = copy.deepcopy(config)
     tc = config.train
     for key in ("num_steps", "eval_every", "log_every", "num_seeds", "keep_checkpoints"):
