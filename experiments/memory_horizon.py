@@ -31,6 +31,10 @@ count); figures/memory_horizon.png (setting/cell x T: median final MSE, "k/N" se
 the median solve step) and figures/memory_horizon_curves.png (eval MSE against step, median and
 min-max band over seeds, one panel per setting and T).
 
+Expected runtime (2 CPU cores): smoke, seconds. The full default (every cell x three settings
+x every T, three seeds) was not timed; its cost grows with cells x settings x lengths. Seven
+cells at T = 32 only, 600 steps (the command in docs/lab.md) took 8.3 CPU-minutes.
+
 Expected result (REFERENCE.md "Paper protocols"): in the papers, IndRNN (2 x 128, |u| bound)
 solves T = 5000, LSTM with forget bias 1 and chrono solve T >= 200, the diagonal linear cells
 (LRU, minGRU, minLSTM, RG-LRU, Mamba) solve long T *inside deep residual blocks*; alone under a
