@@ -47,6 +47,7 @@ def test_wrong_rank(lstm, shape):
     )
 
 
+@pytest.mark.slow
 def test_feature_size_not_matching_params(lstm):
     rnn, variables = lstm
     with pytest.raises(ValueError, match=r"layer 0: expected inputs with 3 features .* got 6"):

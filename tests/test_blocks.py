@@ -112,6 +112,7 @@ def test_perturbation_reaches_every_block_and_the_probes_see_through():
         assert np.all(np.asarray(layer["total"]) > 0) and np.asarray(layer["total"]).shape == (6,)
 
 
+@pytest.mark.slow
 def test_bad_settings_are_refused():
     for kw, match in [({"norm": "batch"}, "norm must be one of"),
                       ({"block_depth": 0}, "block_depth must be"),

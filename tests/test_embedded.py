@@ -108,6 +108,7 @@ def test_charlm_reads_tokens_as_embedded_ids(monkeypatch):
     assert_close(folded[1], plain[1])
 
 
+@pytest.mark.slow
 def test_embedded_errors():
     cell, params, ids, table, _, _ = setup("gru")
     with pytest.raises(ValueError, match=r"Embedded ids of integers with shape \[B, T\]"):
@@ -142,6 +143,7 @@ def test_scan_ahead_equals_lax_scan(reverse, steps, ahead):
         assert_close(got, want, 1e-6)
 
 
+@pytest.mark.slow
 def test_unread_rows_get_zero_gradient():
     """Rows of the table no token reads get exactly zero gradient (the scatter-add)."""
     cell, params, ids, table, carry, key = setup("lstm")

@@ -279,6 +279,7 @@ def test_a_subclass_does_not_inherit_the_kernel():
     assert takes(Declared(64)) == native.available()
 
 
+@pytest.mark.slow
 @needs_kernel
 def test_a_failed_build_warns_and_runs_the_xla_scan(monkeypatch, tmp_path):
     """A kernel source that does not compile (or an unwritable cache): a RuntimeWarning that

@@ -159,6 +159,7 @@ def test_variational_output_dropout_mask_is_constant_over_time():
     assert zero.any() and np.array_equal(zero.all(axis=1), zero.any(axis=1))
 
 
+@pytest.mark.slow
 def test_recurrent_dropout_is_one_mask_on_h_entering_w_h():
     """The engine's run equals a hand loop that multiplies h_{t-1} by the same mask each step."""
     cell, v = _cell_and_params("lstm")

@@ -60,6 +60,7 @@ def test_argmax_follows_the_model_step_by_step(lm):
     np.testing.assert_array_equal(np.argmax(logits[0, 1:], axis=-1), ids)
 
 
+@pytest.mark.slow
 def test_low_temperature_and_top1_equal_argmax(lm):
     model, params = lm
     greedy = sample.generate(model, params, [2, 1], length=30, argmax=True)
