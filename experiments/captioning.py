@@ -93,6 +93,9 @@ def run(config, workdir: str | os.PathLike) -> dict:
     figures = pathlib.Path(workdir, "figures")
     figures.mkdir(parents=True, exist_ok=True)
     results["figure"] = captioning.plot_captions(trained, dataset, figures / "captions.png")
+    from rnnlab.metrics import write_json
+
+    write_json(figures / "captions.json", results)  # the figure's run: its accuracies beside it
     results.update(
         attention=bool(config.model.attention),
         heldout_images=dataset.metadata()["heldout_images"],

@@ -110,6 +110,10 @@ def _host_array(x) -> np.ndarray:
             x = jax.random.key_data(x)
         if not x.is_fully_addressable and x.is_fully_replicated:
             x = x.addressable_shards[0].data
+        elif not x.is_fully_addressable:  # sharded over processes: every process takes part
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(jax.device_get(x))
 
 
